@@ -29,6 +29,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "betas": [0.0, 0.99],
     "weight_decay": 0.0,
     "eps": 1e-8,
+    "warmup_images": 0,         # linear learning-rate warm-up over this many images (every network); 0 = off
     "ema": 0.0,                 # EMA decay of the student per step; 0 = off
     "export_ema": True,         # export the EMA weights (when ema > 0)
     "freeze_others": True,      # a turn's loss gets no parameter grads for networks it does not update

@@ -106,6 +106,15 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
     return state
 
 
+def warmup_(opt: torch.optim.Optimizer, images_seen: int, warmup_images: int) -> None:
+    """Linear learning-rate warm-up: the configured lr times min(1, (images_seen + 1) / warmup_images).
+    The configured lr is kept in each param group as ``base_lr``, so a resumed run continues the ramp."""
+    for group in opt.param_groups:
+        group.setdefault("base_lr", group["lr"])
+        frac = min(1.0, (images_seen + 1) / warmup_images) if warmup_images > 0 else 1.0
+        group["lr"] = group["base_lr"] * frac
+
+
 def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> LoopState:
     cfg, ctx, d, nets, opts = state.cfg, state.ctx, state.distiller, state.nets, state.opts
     cbs = default_callbacks(state, state.step) if callbacks is None else callbacks
@@ -137,6 +146,7 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
                 for name in turn.networks:
                     logs[f"{name}/grad_norm"] = _grad_norm(nets[name].parameters(), float(cfg["grad_clip"]))
                 for name in turn.networks:
+                    warmup_(opts[name], state.images_seen, int(cfg["warmup_images"]))
                     opts[name].step()
                 logs[f"{turn.name}/loss"] = lv
                 logs.update({k: float(v) for k, v in extra.items()})

@@ -21,6 +21,8 @@ Keys
 """
 from __future__ import annotations
 
+from distillers.budget import TOY_BUDGET
+
 _COMMON = {
     "init": "teacher",
     "real_guidance": 3.0,
@@ -38,15 +40,12 @@ PRESETS: dict[str, dict] = {
     # Ours: trains in minutes on 2 CPU cores; shared budget in distillers/BUDGET.md.
     "toy": {
         **_COMMON,
+        **TOY_BUDGET,
         "real_guidance": 3.0,  # ours (the DMD SD1.5 value, check)
-        "lr_g": 2e-5,  # ours: see the ADD toy preset (1-step ε-prediction at t = T amplifies ~150x)
+        "lr_g": 1e-4,  # ours: the same toy lr_g as every method (see the ADD toy preset for the measurement)
         "lr_fake": 1e-4,
-        "batch": 32,
-        "budget_images": 32 * 400,
-        "reg_pairs": 1024,
+        "reg_pairs": 8192,  # ours: 600 steps x 128 regress each pair ~9 times
         "reg_pair_steps": 25,
-        "resolution": 32,
-        "prompts": "toy:20000",  # the toy dataset's captions
         # Ours: LPIPS needs ImageNet backbone weights, which the offline toy world does not ship; the toy
         # regression uses the per-pixel MSE instead (DMD2's own ODE-pair pretraining uses MSE too). With the
         # VGG weights in torch's hub cache, --set lpips_net=vgg gives the paper's LPIPS.

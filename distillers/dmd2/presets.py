@@ -20,6 +20,8 @@ Keys (``addbench train dmd2 --base B --set key=value`` overrides any of them)
 """
 from __future__ import annotations
 
+from distillers.budget import TOY_BUDGET
+
 _COMMON = {
     "init": "teacher",
     "dm_t": [0.02, 0.98],
@@ -39,18 +41,14 @@ PRESETS: dict[str, dict] = {
     # Ours: trains in minutes on 2 CPU cores under the shared toy budget (distillers/BUDGET.md).
     "toy": {
         **_COMMON,
+        **TOY_BUDGET,
         "real_guidance": 3.0,  # ours: the toy teacher's own default CFG
         "lambda_gan_g": 5e-3,  # SDXL values (paper); ours to keep them on the toy world
         "lambda_gan_d": 1e-2,
         "fake_per_g": 5,
-        "lr_g": 2e-5,  # ours (toy): = the DMD toy preset (1-step eps at t = T amplifies the update), equal-lr comparison
+        "lr_g": 1e-4,  # ours (toy): the same toy lr_g as every method (see the ADD toy preset)
         "lr_fake": 1e-4,
         "lr_disc": 1e-4,
-        "batch": 32,
-        "budget_images": 32 * 400,
-        "resolution": 32,
-        "prompts": "toy:20000",
-        "real_images": "toy:20000",
     },
     # SD1.5, LAION aesthetics 6.25 (laion6.25_..._gan1e-3 script; it resumes a GAN-free run at lr 1e-5).
     "sd15": {

@@ -22,6 +22,8 @@ Both: AdamW, no weight decay, betas (0, 0.99); lr_d 5e-6, lr_fake 1e-6 in every 
 """
 from __future__ import annotations
 
+from distillers.budget import TOY_BUDGET_HALF
+
 _OPT = {"betas": [0.0, 0.99], "weight_decay": 0.0, "lr_d": 5e-6, "lr_fake": 1e-6, "seed": 0}
 
 # SDXL block outputs (3 down, mid, 3 up = 7 heads, appendix B); the toy UNet has the same block layout.
@@ -30,12 +32,10 @@ _UNET7 = ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_bl
 _TOY = {  # ours: trains in minutes on 2 CPU cores under distillers/BUDGET.md
     **_OPT,
     "init": "teacher",
-    "lr_g": 1e-4,  # ours (toy): the paper's 1e-6 / 1e-7 are for fine-tuning SDXL over 8K x 128 images
+    "lr_g": 1e-4,  # ours (toy, = every toy preset): the paper's 1e-6 / 1e-7 are for SDXL over 8K x 128 images
     "lr_d": 2e-4,  # ours (toy)
     "lr_fake": 1e-4,  # ours (toy)
-    "batch": 32,
-    "budget_images": 32 * 400,
-    "resolution": 32,
+    **TOY_BUDGET_HALF,  # ADP and ADM each get half the shared toy budget: the same images seen in total
     "latent_taps": _UNET7,
     # ours (toy): the heads shrink most toy maps to 1x1, where GroupNorm(32) sees channels/32 values per
     # group; 128 channels keep 4 per group (<= 32 channels would normalise every logit to a constant)
@@ -89,7 +89,6 @@ ADM_PRESETS: dict[str, dict] = {
         "dt_fraction": 1 / 64,
         "gen_steps": 1,
         "grad_through_fake": True,
-        "prompts": "toy:20000",
     },
     "sdxl": {
         **_OPT,

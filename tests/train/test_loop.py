@@ -124,3 +124,24 @@ def test_export_of_a_diffusers_student_is_an_addbench_checkpoint(tmp_path):
     back = UNet2DModel.from_pretrained(str(out / "network"))
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
     assert not (tmp_path / "ckpt.tmp").exists()
+
+
+def test_warmup_ramps_the_learning_rate_linearly_and_resumes_on_the_ramp():
+    from addbench.train.loop import warmup_
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    lrs = []
+    for seen in range(0, 48, 4):  # batch 4, warm-up over 16 images = 4 steps
+        warmup_(opt, seen, 16)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:4] == pytest.approx([1e-3 * (s + 1) / 16 for s in (0, 4, 8, 12)])
+    assert lrs[4:] == pytest.approx([1e-3] * 8)
+    # a resumed optimiser (state dict saved mid-ramp) keeps the configured lr, not the ramped one
+    opt2 = torch.optim.AdamW(net.parameters(), lr=123.0)
+    warmup_(opt, 4, 16)
+    opt2.load_state_dict(opt.state_dict())
+    warmup_(opt2, 12, 16)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3 * 13 / 16)
+    warmup_(opt2, 100, 0)  # off
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3)
