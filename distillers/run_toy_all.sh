@@ -29,7 +29,12 @@ student() {  # name distiller [--set k=v ...]: train, then score the checkpoint
   fi
 }
 dmdx() {  # DMDX: ADP (stage 1), then ADM (stage 2) from the ADP checkpoint
-  student dmdx-adp dmdx.adp --set ode_pairs="$OUT/odepairs" && student dmdx dmdx.adm --set init="$OUT/train/dmdx-adp/checkpoint"
+  student dmdx-adp dmdx.adp --set ode_pairs="$OUT/odepairs" || return 1
+  local adp="$OUT/train/dmdx-adp/checkpoint"
+  # ADM at the preset lr, and (lr sensitivity, side by side) at 1/10 of it
+  student dmdx dmdx.adm --set init="$adp" &
+  student dmdx-adm-lr1e-6 dmdx.adm --set init="$adp" --set lr_g=1e-6
+  wait
 }
 run() {  # run LOGNAME CMD...: in the background when JOBS > 1 (at most JOBS at once), log in $OUT/log_LOGNAME.txt
   local log=$1; shift
@@ -66,6 +71,8 @@ run add-adv0 student add-adv0 add --set lambda_adv=0          # Table 1d: L_dist
 run add-randinit student add-randinit add --set init=random   # Table 1c: random student init collapses
 run dmd2-nogan student dmd2-nogan dmd2 --set lambda_gan_g=0 --set lambda_gan_d=0
 run dmdx-adm-noadp student dmdx-adm-noadp dmdx.adm --set student_schedule=base
+# learning-rate sensitivity of the two adversarial fine-tunes (the toy lr is ours, not the papers')
+run add-lr1e-5 student add-lr1e-5 add --set lr_g=1e-5 --set lr_d=2e-5
 wait
 for f in "$OUT"/log_*.txt; do [ -f "$f" ] && { echo "== $f"; grep -E "TRAINED|FAILED|Error" "$f"; }; done
 addbench leaderboard "$OUT"/eval/"$SUITE"/* --format md || true
