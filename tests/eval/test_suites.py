@@ -19,6 +19,12 @@ def test_registered_suites_and_includes():
     assert "include" not in s.resolved and "_base_dir" not in s.resolved["prompts"]
 
 
+@pytest.mark.parametrize("name", list_suites())
+def test_every_shipped_suite_loads(name):
+    s = load_suite(name)  # a broken shipped YAML (e.g. an unquoted ": " in a value) fails here, not for a user
+    assert s.name == name and s.metrics
+
+
 def test_hash_is_stable_and_tracks_content(tmp_path):
     a, b = load_suite("coco5k"), load_suite("coco5k")
     assert a.config_sha256 == b.config_sha256 and len(a.config_sha256) == 64
