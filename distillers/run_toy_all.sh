@@ -31,9 +31,9 @@ student() {  # name distiller [--set k=v ...]: train, then score the checkpoint
 dmdx() {  # DMDX: ADP (stage 1), then ADM (stage 2) from the ADP checkpoint
   student dmdx-adp dmdx.adp --set ode_pairs="$OUT/odepairs" || return 1
   local adp="$OUT/train/dmdx-adp/checkpoint"
-  # ADM at the preset lr, and (lr sensitivity, side by side) at 1/10 of it
+  # ADM at the preset lr (1e-6), and (lr sensitivity, side by side) at 10x it
   student dmdx dmdx.adm --set init="$adp" &
-  student dmdx-adm-lr1e-6 dmdx.adm --set init="$adp" --set lr_g=1e-6
+  student dmdx-adm-lr1e-5 dmdx.adm --set init="$adp" --set lr_g=1e-5
   wait
 }
 run() {  # run LOGNAME CMD...: in the background when JOBS > 1 (at most JOBS at once), log in $OUT/log_LOGNAME.txt
