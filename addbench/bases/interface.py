@@ -23,6 +23,7 @@ class Sampler:
     spacing: str = "trailing"
     height: int | None = None
     width: int | None = None
+    frames: int | None = None  # video generators: frames per video (None = the model's default)
 
     @property
     def nfe(self) -> int:
@@ -58,7 +59,8 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(self, prompts: list[str], seeds: list[int], sampler: Sampler | None = None) -> torch.Tensor:
-        """uint8 images (N, 3, H, W) on the CPU, one per (prompt, seed) pair."""
+        """uint8 images (N, 3, H, W) on the CPU, one per (prompt, seed) pair; video generators return
+        uint8 videos (N, F, 3, H, W)."""
 
     def describe(self) -> dict:
         return {"name": self.name, "model_hash": self.model_hash, "base": self.base_name,
