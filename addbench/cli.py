@@ -23,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train few-step diffusion distillers and score them under one protocol.")
 prompts_app = typer.Typer(no_args_is_help=True, help="Build and inspect prompt sets.")
 app.add_typer(prompts_app, name="prompts")
+env_app = typer.Typer(no_args_is_help=True, help="Separate environments addbench calls (VBench).")
+app.add_typer(env_app, name="env")
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 console = Console(soft_wrap=True, highlight=False)
 
@@ -89,6 +91,9 @@ def eval_cmd(
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""
             console.print(f"{escape(mid)} {'↑' if m['higher_is_better'] else '↓'} {m['value']:.6g}{ci}")
+        for dim, st in (res.record.get("vbench") or {}).get("dimensions", {}).items():
+            if st["status"] == "unavailable":
+                err.print(f"[yellow]vbench {dim} not run: {escape(st['reason'])}[/yellow]")
         console.print(f"run: {res.run_dir}")
 
 
@@ -250,6 +255,24 @@ def train_cmd(
     path = train(distiller, base, out_dir, overrides, dry_run, **kwargs)
     if not dry_run and _is_main():
         console.print(f"checkpoint: {path}")
+
+
+# ---- env ----------------------------------------------------------------------------------------------
+@env_app.command("vbench")
+@guarded
+def env_vbench_cmd(
+    profile: str = typer.Option("minimal", "--profile", help="minimal: temporal_flickering + weight checks (CI) | full: vbench with all its dependencies"),
+    path: Optional[Path] = typer.Option(None, "--path", help="where (default ~/.cache/addbench/envs/vbench-PROFILE)"),
+    force: bool = typer.Option(False, "--force", help="rebuild even if a working env is there"),
+    cache_dir: Optional[str] = typer.Option(None, "--weights", help="VBench weights folder to check (default $VBENCH_CACHE_DIR or ~/.cache/vbench)"),
+):
+    """Create VBench's own venv (reusing this torch), then say which of the 16 dimensions can run there."""
+    from addbench.video.env import ENV_VAR, availability_lines, create_env, probe
+
+    env = create_env(profile, path, force=force, log=console.print)
+    for line in availability_lines(probe(env, cache_dir=cache_dir)):
+        print(line)
+    console.print(f"use it: export {ENV_VAR}={env}")
 
 
 # ---- the toy world's main job ---------------------------------------------------------------------------
