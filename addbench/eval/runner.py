@@ -151,6 +151,10 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              metric_overrides: dict | None = None) -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {})."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if suite.kind == "video":  # VBench-style suites: mp4 files, scored in the VBench env
+        from addbench.video.runner import evaluate_video
+        return evaluate_video(model, suite, out_dir, device, batch_size, sampler_overrides, dtype=dtype, limit=limit,
+                              run_dir=run_dir, progress=progress, rescore=rescore, metric_overrides=metric_overrides)
     pset = load_prompts(suite)
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}

@@ -27,6 +27,13 @@ Keys (after includes)::
     metrics:
       - name: clip_score           # registered metric name (addbench.registry.METRICS)
         kwargs: {...}              # passed to Metric(device, **kwargs)
+    kind: image                    # image (default) | video
+    videos:                        # video suites only: how many videos per prompt, and their frame rate
+      per_prompt: 5
+      per_prompt_by_dimension: {temporal_flickering: 25}   # prompt category -> count (the largest wins)
+      fps: 8
+
+Video suites (``kind: video``) are run by :mod:`addbench.video.runner`; their one metric is ``vbench``.
 
 The suite hash is sha256 over the canonical JSON of the resolved YAML (``config_sha256``) combined with
 the prompt-set sha256 (:func:`suite_hash`).
@@ -45,6 +52,7 @@ from addbench.errors import AddbenchError
 
 SUITES_DIR = Path(__file__).parent
 PROMPT_FORMATS = ("coco_captions", "parti_tsv", "hpdv2_json", "inline", "text", "python")
+KINDS = ("image", "video")
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ class Suite:
     path: str = ""
     config_sha256: str = ""  # sha256 of the canonical JSON of the resolved YAML
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
+    kind: str = "image"  # image | video
+    videos: dict = field(default_factory=dict)  # video suites: per_prompt, per_prompt_by_dimension, fps
 
     def to_dict(self) -> dict:
         return dict(self.resolved)
@@ -224,8 +234,24 @@ def _build(path: Path, data: dict) -> Suite:
                  "each metric needs 'name' (and optional 'kwargs')")
         _require(isinstance(m.get("kwargs", {}) or {}, dict), path, f"metric {m['name']}: 'kwargs' must be a mapping")
         specs.append(MetricSpec(m["name"], dict(m.get("kwargs") or {})))
+    kind = data.get("kind", "image")
+    _require(kind in KINDS, path, f"'kind' must be one of {', '.join(KINDS)}; got {kind!r}")
+    videos = data.get("videos") or {}
+    _require(isinstance(videos, dict), path, "'videos' must be a mapping")
+    if kind == "video":
+        _require(isinstance(videos.get("per_prompt", 5), int) and videos.get("per_prompt", 5) > 0, path,
+                 "videos.per_prompt must be a positive integer")
+        by_dim = videos.get("per_prompt_by_dimension") or {}
+        _require(isinstance(by_dim, dict) and all(isinstance(v, int) and v > 0 for v in by_dim.values()), path,
+                 "videos.per_prompt_by_dimension must map dimension names to positive integers")
+        _require(isinstance(videos.get("fps", 8), int) and videos.get("fps", 8) > 0, path,
+                 "videos.fps must be a positive integer")
+        videos = {"per_prompt": videos.get("per_prompt", 5), "per_prompt_by_dimension": dict(by_dim),
+                  "fps": videos.get("fps", 8)}
+    else:
+        _require(not videos, path, "'videos' is only for suites with kind: video")
     known = {"name", "version", "description", "prompts", "seeds", "resolution", "metrics", "sampler",
-             "reference", "group", "notes"}
+             "reference", "group", "notes", "kind", "videos"}
     unknown = sorted(set(data) - known)
     _require(not unknown, path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     resolved = dict(data)
@@ -236,6 +262,7 @@ def _build(path: Path, data: dict) -> Suite:
         seeds=tuple(seeds), resolution=res, metrics=tuple(specs), sampler=dict(data.get("sampler") or {}),
         reference=dict(data.get("reference") or {}), path=str(path),
         config_sha256=hashlib.sha256(_canonical(resolved)).hexdigest(), resolved=resolved,
+        kind=kind, videos=videos,
     )
 
 
