@@ -13,6 +13,9 @@ Published YAML::
     metrics: {clip: {id: "clip_score[...]", higher_is_better: true}, ...}
     rows: [{model: DMD2, steps: 1, nfe: 1, clip: 35.2153, ...}, ...]
 
+Video runs (VBench: ``vbench[<dimension>,x100]``, ``vbench[total,x100]``, ...) are shown in a table of
+their own, after the image table.
+
 Published CSV: columns ``model, nfe, steps, suite, source`` and one column per metric id, optionally
 suffixed " ↑" / " ↓" for the direction.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -123,6 +127,15 @@ def published_rows(names: list[str]) -> list[dict]:
     return rows
 
 
+def _vbench_rank(mid: str) -> int:
+    """VBench columns in VBench's order: total, quality, semantic, then the 16 dimensions."""
+    from addbench.video.scores import DIMENSIONS
+
+    order = ["total", "quality", "semantic", *DIMENSIONS]
+    m = re.match(r"vbench\[(\w+)", mid)
+    return order.index(m.group(1)) if m and m.group(1) in order else -1
+
+
 def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.DataFrame:
     """One row per (model, NFE, suite, source); formatted metric cells; ``source`` says measured/published."""
     if not rows:
@@ -133,7 +146,8 @@ def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.D
             if direction.get(mid) is None:
                 direction[mid] = m["higher_is_better"]
     multi_suite = len({r["suite"] for r in rows}) > 1
-    columns = {mid: f"{mid} {'↑' if hib else '↓' if hib is False else ''}".strip() for mid, hib in direction.items()}
+    ordered = sorted(direction.items(), key=lambda kv: _vbench_rank(kv[0]))  # stable: other ids keep their order
+    columns = {mid: f"{mid} {'↑' if hib else '↓' if hib is False else ''}".strip() for mid, hib in ordered}
     out = []
     for r in rows:
         row = {"model": r["model"], "NFE": r["nfe"]}
@@ -203,8 +217,14 @@ def make_table(df: pd.DataFrame, fmt: str = "md") -> str:
     return _markdown(df) if fmt == "md" else _latex(df)
 
 
+def is_video(row: dict) -> bool:
+    """Video rows (VBench scores) get their own table: they share no metric with image rows."""
+    return bool(row["metrics"]) and all(mid.startswith("vbench[") for mid in row["metrics"])
+
+
 def leaderboard(paths: list[str], published: list[str] | None = None, fmt: str = "md", ci: str = "pm") -> tuple[str, list[str]]:
-    """(table text, skipped incomplete run dirs)."""
+    """(table text, skipped incomplete run dirs): an image table and/or a video table (blank line between)."""
     rows, skipped = measured_rows(find_records(paths)) if paths else ([], [])
     rows += published_rows(published) if published else []
-    return make_table(leaderboard_frame(rows, ci=ci), fmt), skipped
+    groups = [g for g in ([r for r in rows if not is_video(r)], [r for r in rows if is_video(r)]) if g] or [rows]
+    return "\n".join(make_table(leaderboard_frame(g, ci=ci), fmt) for g in groups), skipped
