@@ -129,6 +129,8 @@ def extra_weights(dim: str, cache: str) -> list[dict]:
 def _import_error(dim: str) -> str | None:
     try:
         importlib.import_module(f"vbench.{dim}")
+    except MissingWeights:  # ViCLIP's tokenizer is fetched at import; extra_weights reports it
+        return None
     except ImportError as exc:
         return f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a module that breaks on import is as unusable as a missing one
