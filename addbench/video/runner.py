@@ -141,7 +141,7 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
         record_path = rdir / "record.json"
         if not rescore and record_path.exists():
             old = json.loads(record_path.read_text())
-            if old.get("complete") and old.get("run_key") == key:
+            if old.get("complete") and old.get("run_key") == key and old.get("vbench", {}).get("options") == opts:
                 return EvalResult(rdir, old if d.is_main else {})
         ok, msg, dims, unavailable = True, "", [], {}
         if d.is_main:  # fail fast, before generating anything
@@ -183,13 +183,12 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
                                                                         "frames": int(video.shape[0])})
                     write_mp4(videos / name, video, fps, tmp)
                 bar.advance(task, len(batch))
-        d.barrier()
-        record: dict = {}
-        if d.is_main:
-            _check_provenance(rdir, items, prompts, gen.model_hash)
-            record = _score_and_record(env, rdir, gen, sampler, suite, pset, n_prompts, limit, key, items, dims,
-                                       unavailable, opts, fps, device, d.world_size)
-        d.barrier()
+        d.barrier()  # every video is on disk
+        if not d.is_main:  # VBench scores on rank 0 alone, for hours: the other ranks leave now (no barrier to time out)
+            return EvalResult(rdir, {})
+        _check_provenance(rdir, items, prompts, gen.model_hash)
+        record = _score_and_record(env, rdir, gen, sampler, suite, pset, n_prompts, limit, key, items, dims,
+                                   unavailable, opts, fps, device, d.world_size)
         return EvalResult(rdir, record)
 
 
@@ -288,7 +287,7 @@ def _score_and_record(env, rdir, gen, sampler, suite, pset, n_prompts, limit, ke
         "metrics": entries,
         "vbench": {"version": probe_info.get("vbench_version"), "libraries": probe_info.get("libraries"),
                    "env": str(env), "env_profile": json.loads(stamp.read_text()).get("profile") if stamp.exists() else None,
-                   "mode": "vbench_standard", "static_filter": opts["static_filter"],
+                   "options": opts, "mode": "vbench_standard", "static_filter": opts["static_filter"],
                    "static_filter_kept": kept, "dimensions": status,
                    "scores": "VBench scripts/constant.py normalisation and weights; total = (4 quality + semantic) / 5",
                    "total_missing": missing_for_total or None},

@@ -204,7 +204,9 @@ def evaluate(req: dict) -> dict:
     bench = VBench(req["device"], req["full_info"], str(out))
     results, filtered = {}, None
     for dim in req["dimensions"]:
-        done = out / f"{dim}_eval_results.json"
+        # temporal_flickering without the static filter scores other videos: cached under its own name
+        name = f"{dim}_unfiltered" if dim == "temporal_flickering" and not req.get("static_filter") else dim
+        done = out / f"{name}_eval_results.json"
         try:
             if not done.exists():
                 videos = req["videos"]
@@ -214,7 +216,7 @@ def evaluate(req: dict) -> dict:
                     kept = _static_filter(videos, str(fdir), req["static_filter_prompts"], req["device"], 5)
                     (out / "static_filter_kept.json").write_text(json.dumps(kept))
                     videos = str(fdir)
-                bench.evaluate(videos_path=videos, name=dim, dimension_list=[dim], local=True, mode="vbench_standard")
+                bench.evaluate(videos_path=videos, name=name, dimension_list=[dim], local=True, mode="vbench_standard")
             results[dim] = json.loads(done.read_text())[dim]
         except MissingWeights as m:
             return {"error": {"kind": "missing_weights", "dimension": dim, "path": m.path, "url": m.url}}
