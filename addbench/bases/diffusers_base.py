@@ -84,7 +84,7 @@ class DiffusersBase(Base):
                 upcast = self.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False)
                 self.vae_dtype = torch.float32 if upcast else self.dtype
                 self.vae.to(self.device, self.vae_dtype).eval().requires_grad_(False)
-        sampler = dict(self.sampler_defaults, height=self.resolution, width=self.resolution)
+        sampler = dict(self.sampler_defaults, **self.default_size())
         if sampler_file is not None and sampler_file.is_file():
             sampler.update(json.loads(sampler_file.read_text()))
         self.default_sampler = Sampler.from_dict(sampler)
@@ -108,6 +108,10 @@ class DiffusersBase(Base):
 
     def _empty_cond(self, n: int) -> Cond:
         return self._encode([""] * n)
+
+    def default_size(self) -> dict:
+        """The default sampler's size (``height``, ``width``; video bases add ``frames``)."""
+        return {"height": self.resolution, "width": self.resolution}
 
     # ---- shared -------------------------------------------------------------------------------------
     def _text_module(self, module):
@@ -181,7 +185,9 @@ class DiffusersBase(Base):
     def vae_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
 
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+    def latent_shape(self, height: int, width: int, frames: int = 1) -> tuple[int, ...]:
+        if frames != 1:
+            raise AddbenchError(f"{self.name} is an image base; frames must be 1, got {frames}")
         f = self.vae_factor
         if height % f or width % f:
             raise AddbenchError(f"{self.name}: height/width must be multiples of {f}, got {height}x{width}")

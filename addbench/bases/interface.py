@@ -2,7 +2,8 @@
 
 A *generator* turns (prompt, seed) pairs into uint8 images deterministically: the same pair gives
 the same image whatever the batch size, the shard or the restart (noise is drawn per sample from
-``torch.Generator().manual_seed(seed)`` on the CPU, then moved to the device).
+``torch.Generator().manual_seed(seed)`` on the CPU, then moved to the device). Video generators
+(``Base.video``, e.g. CogVideoX) return clips: uint8 (N, F, 3, H, W), F frames per sample.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Sampler:
     spacing: str = "trailing"
     height: int | None = None
     width: int | None = None
-    frames: int | None = None  # video generators: frames per video (None = the model's default)
+    frames: int | None = None  # video bases: frames per clip (pixel frames, e.g. 49); None = the base's default
 
     @property
     def nfe(self) -> int:
@@ -37,8 +38,11 @@ class Sampler:
         return f"{n}step" + (f"-cfg{self.guidance:g}" if self.guidance != 1.0 else "")
 
     def to_dict(self) -> dict:
+        """JSON-able; ``frames`` only when set, so image samplers (and their model hashes) are unchanged."""
         d = asdict(self)
         d["timesteps"] = list(self.timesteps) if self.timesteps else None
+        if d["frames"] is None:
+            del d["frames"]
         return d
 
     @classmethod
@@ -59,8 +63,8 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(self, prompts: list[str], seeds: list[int], sampler: Sampler | None = None) -> torch.Tensor:
-        """uint8 images (N, 3, H, W) on the CPU, one per (prompt, seed) pair; video generators return
-        uint8 videos (N, F, 3, H, W)."""
+        """uint8 images (N, 3, H, W) on the CPU, one per (prompt, seed) pair; a video generator gives
+        uint8 clips (N, F, 3, H, W)."""
 
     def describe(self) -> dict:
         return {"name": self.name, "model_hash": self.model_hash, "base": self.base_name,
@@ -75,7 +79,8 @@ class Base(ABC):
     ``len``, indexing/slicing and ``cat`` (see :class:`addbench.bases.cond.Cond`).
     """
 
-    name: str  # registered family name ("toy", "sd15", "sd21", "sdxl", "sd3")
+    name: str  # registered family name ("toy", "sd15", "sd21", "sdxl", "sd3", "cogvideox")
+    video: bool = False  # True: latents (N, F, C, h, w), decode -> (N, F, 3, H, W), generate -> uint8 (N, F, 3, H, W)
     network: torch.nn.Module  # the denoiser (UNet / transformer)
     schedule: "object"  # addbench.schedules.NoiseSchedule
     feature_taps: list[str]  # module names of ``network`` whose outputs feed discriminator heads
@@ -103,7 +108,17 @@ class Base(ABC):
     def encode(self, images: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]: ...
+    def latent_shape(self, height: int, width: int, frames: int = 1) -> tuple[int, ...]:
+        """Per-sample latent shape: (C, h, w) for image bases (``frames`` must be 1); (F', C, h, w) for video
+        bases, F' latent frames for ``frames`` pixel frames."""
 
     @abstractmethod
     def copy_network(self) -> torch.nn.Module: ...
+
+    def feature_map(self, feature: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """A tapped network feature (``feature_taps``) as a discriminator-head input, given the network's
+        input ``x_t``: (N, C, h, w) maps for images, (N, C, F, h, w) for video. Default: maps pass
+        through, (N, L, C) tokens become a square (N, C, √L, √L) map (DiT blocks)."""
+        from addbench.discriminators.backbones import tokens_to_map
+
+        return tokens_to_map(feature) if feature.ndim == 3 else feature

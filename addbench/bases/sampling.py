@@ -39,7 +39,7 @@ def timesteps_for(base: Base, sampler: Sampler) -> list[float]:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images -> uint8 (like diffusers: round(255 * (x/2 + 0.5)))."""
+    """[-1, 1] float images (or clips) -> uint8 (like diffusers: round(255 * (x/2 + 0.5)))."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
@@ -79,17 +79,20 @@ def pinned_threads(device: torch.device):
 @torch.no_grad()
 def sample(base: Base, prompts: list[str], seeds: list[int], sampler: Sampler | None = None,
            network: torch.nn.Module | None = None, micro_batch: int | None = None) -> torch.Tensor:
-    """uint8 (N, 3, H, W) CPU images, one per (prompt, seed)."""
+    """uint8 (N, 3, H, W) CPU images, one per (prompt, seed); (N, F, 3, H, W) clips for a video base."""
     if len(prompts) != len(seeds):
         raise AddbenchError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
     sampler = sampler or base.default_sampler
     h = sampler.height or base.default_sampler.height
     w = sampler.width or base.default_sampler.width
-    shape = base.latent_shape(h, w)
+    frames = sampler.frames or base.default_sampler.frames or 1
+    shape = base.latent_shape(h, w, frames)
     mb = micro_batch or default_micro_batch(base.device, base)
     with pinned_threads(base.device):
         out = _sample_chunks(base, prompts, seeds, sampler, network, mb, shape)
-    return torch.cat(out) if out else torch.empty((0, 3, h, w), dtype=torch.uint8)
+    if out:
+        return torch.cat(out)
+    return torch.empty((0, frames, 3, h, w) if base.video else (0, 3, h, w), dtype=torch.uint8)
 
 
 def _sample_chunks(base, prompts, seeds, sampler, network, mb, shape) -> list[torch.Tensor]:
@@ -121,7 +124,8 @@ class DiffusionGenerator(Generator):
         self.base = base
         self.sampler = sampler or base.default_sampler
         self.sampler = dataclasses.replace(self.sampler, height=self.sampler.height or base.default_sampler.height,
-                                           width=self.sampler.width or base.default_sampler.width)
+                                           width=self.sampler.width or base.default_sampler.width,
+                                           frames=self.sampler.frames or base.default_sampler.frames)
         self.base_name = base_name or base.name
         self.name = name or f"{self.base_name}@{self.sampler.label}"
         self.model_hash = model_hash
