@@ -103,6 +103,9 @@ BASES.register("sd15", "addbench.bases.sd:SD15Base", "Stable Diffusion 1.5 (VP, 
 BASES.register("sd21", "addbench.bases.sd:SD21Base", "Stable Diffusion 2.1 (VP, v-prediction, 768px)")
 BASES.register("sdxl", "addbench.bases.sd:SDXLBase", "Stable Diffusion XL (VP, epsilon, two text encoders, 1024px)")
 BASES.register("sd3", "addbench.bases.sd3:SD3Base", "Stable Diffusion 3 (flow matching, MMDiT transformer)")
+BASES.register("cogvideox", "addbench.bases.cogvideox:CogVideoXBase", "CogVideoX text-to-video pipeline dir (v-prediction DDIM, 3D VAE, T5)")
+BASES.register("cogvideox-2b", "addbench.bases.cogvideox:CogVideoX2BBase", "CogVideoX-2b (THUDM/CogVideoX-2b, 49 frames 480x720)")
+BASES.register("cogvideox-5b", "addbench.bases.cogvideox:CogVideoX5BBase", "CogVideoX-5b (THUDM/CogVideoX-5b, 3D RoPE, 49 frames 480x720)")
 
 # ---- built-in metrics (addbench/metrics/, one file each) ----------------------------------------
 METRICS.register("fid", "addbench.metrics.fid:FID", "Frechet distance of clean-fid features to cached reference stats (lower better)")

@@ -95,7 +95,9 @@ class VPSchedule(NoiseSchedule):
     """DDPM / VP schedule on T discrete steps (SD1.5, SD2.1, SDXL, CogVideoX, the toy base).
 
     ``alpha_sigma`` accepts fractional timesteps by linear interpolation of ᾱ, which the ADM one-step
-    solve (Δt = T/64) and continuous t ~ U(0, T) need.
+    solve (Δt = T/64) and continuous t ~ U(0, T) need. ``snr_shift_scale`` s (CogVideoX: 3.0 for 2B,
+    1.0 for 5B) divides the SNR by s, ᾱ' = ᾱ / (s + (1 - s) ᾱ), before the zero-terminal-SNR rescale
+    (the order of diffusers' ``CogVideoXDDIMScheduler``).
     """
 
     num_train_timesteps: int = 1000
@@ -104,6 +106,7 @@ class VPSchedule(NoiseSchedule):
     beta_schedule: str = "scaled_linear"  # "scaled_linear" | "linear" | "cosine"
     prediction_type: str = "epsilon"
     zero_terminal_snr: bool = False
+    snr_shift_scale: float = 1.0
 
     def __post_init__(self):
         if self.prediction_type not in ("epsilon", "v_prediction"):
@@ -119,6 +122,8 @@ class VPSchedule(NoiseSchedule):
         else:
             raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
         alphas_bar = torch.cumprod(1.0 - betas, 0)
+        if self.snr_shift_scale != 1.0:  # SNR / s
+            alphas_bar = alphas_bar / (self.snr_shift_scale + (1 - self.snr_shift_scale) * alphas_bar)
         if self.zero_terminal_snr:
             alphas_bar = rescale_zero_terminal_snr(alphas_bar)
         self.alphas_cumprod = alphas_bar
@@ -142,6 +147,7 @@ class VPSchedule(NoiseSchedule):
             beta_schedule=str(cfg.get("beta_schedule", "scaled_linear")),
             prediction_type=str(cfg.get("prediction_type", "epsilon")),
             zero_terminal_snr=bool(cfg.get("rescale_betas_zero_snr", False)),
+            snr_shift_scale=float(cfg.get("snr_shift_scale", 1.0)),
         )
 
 

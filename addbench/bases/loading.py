@@ -11,7 +11,7 @@ from addbench.errors import AddbenchError
 from addbench.registry import BASES
 
 PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "StableDiffusion3Pipeline": "sd3",
-                     "AddbenchToyPipeline": "toy"}  # StableDiffusionPipeline: sd15 / sd21 by prediction type
+                     "CogVideoXPipeline": "cogvideox", "AddbenchToyPipeline": "toy"}  # StableDiffusionPipeline: sd15 / sd21 by prediction type
 
 
 def detect_family(pipeline_dir: Path) -> str:

@@ -16,7 +16,7 @@ from addbench.bases.tokenizer import VOCAB_SIZE, build_clip_tokenizer
 
 FAMILY_PIPELINES = {"sd15": "StableDiffusionPipeline", "sd21": "StableDiffusionPipeline",
                     "sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline",
-                    "toy": "AddbenchToyPipeline"}
+                    "cogvideox": "CogVideoXPipeline", "toy": "AddbenchToyPipeline"}
 
 
 def write_pipeline_dir(out_dir: str | os.PathLike, class_name: str, components: dict, extra_index: dict | None = None) -> Path:
@@ -51,25 +51,48 @@ def _clip_text(cls_name: str = "CLIPTextModel", hidden: int = 32, projection_dim
     return getattr(transformers, cls_name)(transformers.CLIPTextConfig(**kw))
 
 
-def _tiny_t5(tok_dir: Path):
+def _tiny_t5(tok_dir: Path, sub: str = "tokenizer_3"):
     from transformers import T5Config, T5EncoderModel
 
     from addbench.bases.tokenizer import build_tiny_t5_tokenizer
 
-    tok = build_tiny_t5_tokenizer(tok_dir / "tokenizer_3")
+    tok = build_tiny_t5_tokenizer(tok_dir / sub)
     cfg = T5Config(vocab_size=len(tok), d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2,
                    relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     return T5EncoderModel(cfg), tok
 
 
-def tiny_components(family: str, tokenizer_dir: str | os.PathLike, seed: int = 0, t5: bool = False) -> dict:
+def _tiny_cogvideox(tok_dir: Path, rotary: bool) -> dict:
+    """6 DiT blocks (taps 2 and 5), 32x32 px / 4x4 latents, 9 frames / 3 latent frames, a 4-block 3D VAE
+    (f8, temporal 4); ``rotary``: 5B-like (3D RoPE, SNR shift 1), else 2B-like (sinusoidal, SNR shift 3)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    from addbench.bases.cogvideox import SCHEDULER, SCHEDULER_5B
+
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                              time_embed_dim=8, text_embed_dim=32, num_layers=6, sample_width=4,
+                                              sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
+                                              max_text_seq_length=16, use_rotary_positional_embeddings=rotary)
+    vae = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                 temporal_compression_ratio=4, sample_height=32, sample_width=32,
+                                 scaling_factor=0.7 if rotary else 1.15258426)
+    text_encoder, tok = _tiny_t5(tok_dir, "tokenizer")
+    return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tok,
+            "scheduler": CogVideoXDDIMScheduler(**(SCHEDULER_5B if rotary else SCHEDULER))}
+
+
+def tiny_components(family: str, tokenizer_dir: str | os.PathLike, seed: int = 0, t5: bool = False,
+                    rotary: bool = False) -> dict:
     """Random-weight components of a tiny ``family`` pipeline (tokenizers are written to ``tokenizer_dir``);
-    ``t5``: give SD3 a tiny T5 encoder (else none: diffusers then uses zeros for the T5 tokens)."""
+    ``t5``: give SD3 a tiny T5 encoder (else none: diffusers then uses zeros for the T5 tokens);
+    ``rotary``: CogVideoX like 5B (3D RoPE), else like 2B."""
     from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler,
                            SD3Transformer2DModel, UNet2DConditionModel)
 
     torch.manual_seed(seed)
     tok_dir = Path(tokenizer_dir)
+    if family == "cogvideox":
+        return _tiny_cogvideox(tok_dir, rotary)
     tok = build_clip_tokenizer(tok_dir / "tokenizer")
     vae_kw = dict(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
                   down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
@@ -118,10 +141,11 @@ def tiny_components(family: str, tokenizer_dir: str | os.PathLike, seed: int = 0
     raise ValueError(f"no tiny config for family {family!r}; known: {', '.join(FAMILY_PIPELINES)}")
 
 
-def save_tiny_pipeline(family: str, out_dir: str | os.PathLike, seed: int = 0, t5: bool = False) -> Path:
+def save_tiny_pipeline(family: str, out_dir: str | os.PathLike, seed: int = 0, t5: bool = False,
+                       rotary: bool = False) -> Path:
     """Build a tiny random-weight ``family`` pipeline and save it to ``out_dir`` (diffusers layout)."""
     out = Path(out_dir)
-    comps = tiny_components(family, out, seed, t5=t5)
+    comps = tiny_components(family, out, seed, t5=t5, rotary=rotary)
     extra = {"force_zeros_for_empty_prompt": True} if family == "sdxl" else None
     if family in ("sd15", "sd21"):
         comps.update(safety_checker=None, feature_extractor=None, image_encoder=None)

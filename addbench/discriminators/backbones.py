@@ -137,11 +137,12 @@ class NetworkTaps(nn.Module):
     e.g. ``lambda net, x, t, c: base.predict(x, t, c, network=net)``). Hooks record only inside this
     module's forward, so the same network can be used elsewhere. ``stop_early`` aborts the network's
     forward once every tap has fired (DMD2 stops at the bottleneck). ``spatial`` reshapes (N, L, C)
-    token outputs (DiT blocks) to (N, C, h, w).
+    token outputs (DiT blocks) to square (N, C, h, w) maps; ``to_map(feature, x)`` replaces that with the
+    base adapter's layout (``Base.feature_map``: video DiT tokens -> (N, C, F, h, w)).
     """
 
     def __init__(self, network: nn.Module, names: Sequence[str], forward_fn: Callable | None = None,
-                 spatial: bool = True, stop_early: bool = True):
+                 spatial: bool = True, stop_early: bool = True, to_map: Callable | None = None):
         super().__init__()
         modules = dict(network.named_modules())
         missing = [n for n in names if _parse_tap(n)[0] not in modules]
@@ -150,7 +151,7 @@ class NetworkTaps(nn.Module):
                                 "(check the base adapter's feature_taps)")
         self.network, self.names = network, list(names)
         self.forward_fn = forward_fn or (lambda net, x, t, cond: net(x, t, cond))
-        self.spatial, self.stop_early = spatial, stop_early
+        self.spatial, self.stop_early, self.to_map = spatial, stop_early, to_map
         self._store: dict[str, torch.Tensor] | None = None
         self._handles = [modules[_parse_tap(n)[0]].register_forward_hook(self._hook(n)) for n in self.names]
 
@@ -166,7 +167,7 @@ class NetworkTaps(nn.Module):
                 return
             index = _parse_tap(name)[1]
             f = pick_tensor(output) if index is None else output[index]
-            self._store[name] = tokens_to_map(f) if (self.spatial and f.ndim == 3) else f
+            self._store[name] = tokens_to_map(f) if (self.to_map is None and self.spatial and f.ndim == 3) else f
             if self.stop_early and len(self._store) == len(self.names):
                 raise _StopForward
         return hook
@@ -182,4 +183,6 @@ class NetworkTaps(nn.Module):
         missing = [n for n in self.names if n not in store]
         if missing:
             raise RuntimeError(f"feature taps never ran: {missing}")
+        if self.to_map is not None:
+            return [self.to_map(store[n], x) for n in self.names]
         return [store[n] for n in self.names]

@@ -1,12 +1,21 @@
-"""The VBench env for these tests: $ADDBENCH_VBENCH_ENV (CI builds the minimal one), else a minimal env made
-here (about 20 s with a warm pip cache); skipped only when neither is possible."""
+"""Fixtures of the video tests.
+
+- The VBench env: $ADDBENCH_VBENCH_ENV (CI builds the minimal one), else a minimal env made here (about 20 s
+  with a warm pip cache); skipped only when neither is possible.
+- Tiny random-weight CogVideoX pipelines (2B-like: sinusoidal positions, SNR shift 3; 5B-like: 3D RoPE), saved
+  in the diffusers layout once per session and loaded back through ``from_pretrained``.
+"""
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# One intra-op thread: on a loaded 2-core box, OpenMP spinning makes 2 threads slower for tiny nets.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +37,33 @@ def vbench_env() -> Path:
 def no_weights(tmp_path_factory) -> str:
     """An empty VBench weights folder: every dimension but temporal_flickering misses its files."""
     return str(tmp_path_factory.mktemp("vbench-weights"))
+
+
+@pytest.fixture(scope="session")
+def cog_dir(tmp_path_factory):
+    from addbench.bases.tiny import save_tiny_pipeline
+
+    built = {}
+
+    def get(kind: str = "2b"):
+        if kind not in built:
+            built[kind] = save_tiny_pipeline("cogvideox", tmp_path_factory.mktemp(f"cog{kind}") / "pipe",
+                                             rotary=(kind == "5b"))
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def cog_base(cog_dir):
+    """Loaded CPU bases, shared: tests must not modify them (use copy_network)."""
+    from addbench.bases.loading import load_base
+
+    loaded = {}
+
+    def get(kind: str = "2b"):
+        if kind not in loaded:
+            loaded[kind] = load_base(str(cog_dir(kind)), device="cpu")
+        return loaded[kind]
+
+    return get
