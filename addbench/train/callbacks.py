@@ -139,9 +139,11 @@ class SampleGrid(Callback):
 
 
 def save_grid(images: torch.Tensor, path: Path, ncol: int | None = None) -> Path:
-    """Images in [-1, 1] (N,3,H,W) tiled into one PNG."""
+    """Images in [-1, 1] (N,3,H,W) tiled into one PNG; clips (N,F,3,H,W) one per row, frames left to right."""
     from PIL import Image
 
+    if images.ndim == 5:
+        ncol, images = images.shape[1], images.flatten(0, 1)
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     n, c, h, w = x.shape
     ncol = ncol or math.ceil(math.sqrt(n))

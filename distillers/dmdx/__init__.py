@@ -26,9 +26,19 @@ Stage 2, ADM (Sec. 4.1, Eq. 7-8, Algorithm 1; ``addbench train dmdx.adm --set in
   no code); L_D = max(0, 1 + D_τ(x^fake)) + max(0, 1 - D_τ(x^real)) (Eq. 8) on the pairs of this step's
   generator turn, as Algorithm 1 line 26.
 
+Video, CogVideoX-2b / -5b (Table 3, Sec. 5.2, appendix B; ``addbench train dmdx.adm --base cogvideox-2b``)
+- ADM only, from the teacher, in its v-prediction DDIM parameterisation; 8-step student; real CFG ~ U[5, 7];
+  lr_g 1e-7; 8K iterations of 8 videos (49 frames, 480x720).
+- D_τ: 3D heads (3 × [3×3×3 conv] + 3 × [4×4 conv stride 2], GroupNorm(32), SiLU) on the image tokens of every
+  3rd DiT block, laid out (N, C, F', h, w) by the base adapter (10 heads for 2B, 14 for 5B). The losses and
+  this plug-in are the image ones: the head kind follows the feature's rank.
+- ``student_cfg=true`` ("ADM w/ CFG"): the student runs CFG at the real scale minus 2.0 in training; the
+  exported sampler uses 6 - 2 = 4 (ours: the paper does not give the inference scale), 16 NFE.
+- Ours, not the paper's: head width 256 (none given); no context / sequence parallelism or FSDP CPU offload.
+
 Optimisation (appendix B): AdamW, no weight decay, betas (0, 0.99); lr D 5e-6, fake 1e-6 always; SDXL
 generator 1e-6 (ADP) / 1e-7 (ADM); 8K iterations each, batch 128, bf16, FSDP, gradient checkpointing.
-Inference: no CFG; Euler on the straight path for flow students (the checkpoint's config records
+Inference: no CFG (except video "w/ CFG"); Euler on the straight path for flow students (the checkpoint's config records
 student_schedule = flow and ``addbench.bases.checkpoint`` loads the student with that schedule).
 """
 from .adm import ADM

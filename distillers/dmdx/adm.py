@@ -9,7 +9,7 @@ from addbench.schedules import sampler_timesteps
 from addbench.train.init_from import init_network
 from addbench.train.plugin import Turn, per_sample_randn
 
-from .common import DMDXStage
+from .common import DMDXStage, train_shape
 from .presets import ADM_PRESETS
 
 
@@ -31,34 +31,48 @@ class ADM(DMDXStage):
         self.set_student_schedule(kind)
         n = int(cfg["gen_steps"])
         self.gen_ts = sampler_timesteps(self.student_schedule, n)  # t_N .. t_1 (1 step: [T])
-        res = int(cfg["resolution"])
-        self.shape = tuple(base.latent_shape(res, res))
+        self.shape = train_shape(base, cfg)
         self._pairs = None
         return {"g": g, "fake": base.copy_network().requires_grad_(True).train(),
                 "d": self.build_latent_disc(base, cfg).to(base.device)}
 
     # ---- generator (Algorithm 1 lines 9 and 15-17) ---------------------------------------------------------
-    def generate(self, z, cond, grad: bool, generator=None, full: bool = False) -> torch.Tensor:
+    def generate(self, z, cond, grad: bool, generator=None, full: bool = False, guidance: float = 1.0) -> torch.Tensor:
         """``full``: the whole N-step student PF-ODE without grad (line 9). Else pick n ~ U{1..N}, solve
-        t_N -> t_n without grad, then x̂0 = G(x_{t_n}, t_n) with grad (lines 15-17)."""
+        t_N -> t_n without grad, then x̂0 = G(x_{t_n}, t_n) with grad (lines 15-17). ``guidance``: the
+        student's own CFG scale (1 = none)."""
         ts, x = self.gen_ts, z
         k = len(ts) - 1 if full else int(torch.randint(len(ts), (1,), generator=generator, device=z.device))
         with torch.no_grad():
             for i in range(k):
-                x = self.student_schedule.pf_ode_step(x, self.student_x0(x, ts[i], cond), ts[i], ts[i + 1])
+                x0 = self.student_x0(x, ts[i], cond, guidance=guidance)
+                x = self.student_schedule.pf_ode_step(x, x0, ts[i], ts[i + 1])
         with torch.set_grad_enabled(grad and not full):
-            return self.student_x0(x, ts[k], cond)
+            return self.student_x0(x, ts[k], cond, guidance=guidance)
 
     def real_guidance(self, generator, device) -> float:
+        """The real score's CFG scale, drawn uniformly from ``real_guidance`` (appendix B) at every turn."""
         lo, hi = (float(v) for v in self.cfg["real_guidance"])
         return lo + (hi - lo) * float(torch.rand((), generator=generator, device=device))
+
+    def student_guidance(self, real: float) -> float:
+        """Sec. 5.2 "ADM w/ CFG" (video): the student runs CFG at the real model's scale minus an offset (2.0);
+        1.0 (no CFG) unless ``student_cfg``."""
+        return real - float(self.cfg.get("student_cfg_offset", 2.0)) if self.cfg.get("student_cfg", False) else 1.0
+
+    def inference_guidance(self) -> float:
+        """The exported sampler's CFG: ours, the mid-range real scale minus the offset (CogVideoX: 6 - 2 = 4)."""
+        lo, hi = (float(v) for v in self.cfg["real_guidance"])
+        return self.student_guidance((lo + hi) / 2)
 
     def loss(self, turn, batch, step):
         cfg, gen = self.cfg, batch["generator"]
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
+        w = self.real_guidance(gen, self.base.device)
+        w_g = self.student_guidance(w)
         if turn == "fake":  # line 11: the base's pretraining loss on detached generator samples, no CFG
-            x0 = self.generate(z, cond, grad=False, generator=gen, full=True)
+            x0 = self.generate(z, cond, grad=False, generator=gen, full=True, guidance=w_g)
             l_fake = fake_score_loss(lambda x_t, t: self.base.predict(x_t, t.float(), cond, network=self.nets["fake"]),
                                      x0, self.schedule, generator=gen)
             return l_fake.mean(), {"fake/denoise": float(l_fake.detach().mean())}
@@ -66,20 +80,22 @@ class ADM(DMDXStage):
         if turn == "d":  # line 26: the pairs of this step's generator turn (Algorithm 1), else fresh ones
             if self._pairs is None or self._pairs[0] != step:
                 with torch.no_grad():
-                    self._pairs = (step, *self.pairs(self.generate(z, cond, grad=False, generator=gen), cond, gen), cond)
+                    x0 = self.generate(z, cond, grad=False, generator=gen, guidance=w_g)
+                    self._pairs = (step, *self.pairs(x0, cond, gen, w), cond)
             _, x_real, x_fake, t_next, c = self._pairs
             self._pairs = None
             loss = hinge_d(self.latent_logits(d, x_real, t_next, c), self.latent_logits(d, x_fake.detach(), t_next, c))
             return loss.mean(), {"d/hinge": float(loss.detach().mean())}
-        x0 = self.generate(z, cond, grad=True, generator=gen)  # lines 15-21
-        x_real, x_fake, t_next = self.pairs(x0, cond, gen)
+        x0 = self.generate(z, cond, grad=True, generator=gen, guidance=w_g)  # lines 15-21
+        x_real, x_fake, t_next = self.pairs(x0, cond, gen, w)
         loss = hinge_g(self.latent_logits(d, x_fake, t_next, cond))  # Eq. 7
         self._pairs = (step, x_real.detach(), x_fake.detach(), t_next, cond)
-        return loss.mean(), {"g/hinge": float(loss.detach().mean()), "g/image_std": float(x0.detach().std())}
+        return loss.mean(), {"g/hinge": float(loss.detach().mean()), "g/image_std": float(x0.detach().std()),
+                             "g/real_cfg": w}
 
-    def pairs(self, x0, cond, gen):
-        """(x^real_{t-Δt}, x^fake_{t-Δt}, t-Δt): one PF-ODE step Δt = T/64 from x_t ~ q(x_t | x̂0), t ~ U(Δt, T]."""
-        w = self.real_guidance(gen, x0.device)
+    def pairs(self, x0, cond, gen, w: float):
+        """(x^real_{t-Δt}, x^fake_{t-Δt}, t-Δt): one PF-ODE step Δt = T/64 from x_t ~ q(x_t | x̂0), t ~ U(Δt, T];
+        the real score with CFG ``w``, the fake score without."""
         real = base_x0_fn(self.base, cond, self.teacher, w)
         fake = base_x0_fn(self.base, cond, self.nets["fake"])
         noise = torch.randn(x0.shape, generator=gen, device=x0.device)
@@ -92,12 +108,14 @@ class ADM(DMDXStage):
 
         s = self.base.default_sampler
         solver = "euler" if self.student_kind == "flow" else s.solver
-        return network, Sampler(steps=len(self.gen_ts), timesteps=tuple(self.gen_ts), guidance=1.0, solver=solver,
-                                height=s.height, width=s.width)
+        return network, Sampler(steps=len(self.gen_ts), timesteps=tuple(self.gen_ts), guidance=self.inference_guidance(),
+                                solver=solver, height=s.height, width=s.width, frames=s.frames)
 
     def preview(self, prompts, seed):
         from addbench.bases.sampling import initial_noise
 
         z = initial_noise([seed + i for i in range(len(prompts))], self.shape).to(self.base.device)
         with torch.no_grad():
-            return self.base.decode(self.generate(z, self.base.encode_prompts(prompts), grad=False, full=True)).clamp(-1, 1)
+            x0 = self.generate(z, self.base.encode_prompts(prompts), grad=False, full=True,
+                               guidance=self.inference_guidance())
+            return self.base.decode(x0).clamp(-1, 1)

@@ -9,7 +9,7 @@ from addbench.schedules import cubic_timesteps
 from addbench.train.init_from import init_network
 from addbench.train.plugin import Turn
 
-from .common import DMDXStage, heads_for, pixel_backbone
+from .common import DMDXStage, heads_for, pixel_backbone, train_shape
 from .presets import ADP_PRESETS
 
 
@@ -27,8 +27,7 @@ class ADP(DMDXStage):
             from addbench.errors import AddbenchError
             raise AddbenchError("ADP trains a rectified-flow velocity student (Sec. 4.2); keep student_schedule=flow")
         self.set_student_schedule("flow")
-        res = int(cfg["resolution"])
-        self.shape = tuple(base.latent_shape(res, res))
+        self.shape = train_shape(base, cfg)
         d = nn.ModuleDict({"latent": self.build_latent_disc(base, cfg)})
         if float(cfg["lambda_pixel"]):
             self.pixel = pixel_backbone(cfg["pixel_backbone"], base, self.teacher).to(base.device)
@@ -100,7 +99,7 @@ class ADP(DMDXStage):
         ts = tuple(sampler_timesteps(self.student_schedule, steps))
         # Euler on the straight path; the checkpoint's config says student_schedule=flow, which the loader honours
         return network, Sampler(steps=steps, timesteps=ts, guidance=1.0, solver="euler", height=s.height,
-                                width=s.width)
+                                width=s.width, frames=s.frames)
 
     def preview(self, prompts, seed):
         from addbench.bases.sampling import initial_noise

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from addbench.discriminators import DMDXHead, Dinov2Backbone, NetworkTaps, SamBackbone
+from addbench.discriminators import DMDXHead, Dinov2Backbone, NetworkTaps, SamBackbone, Video3DHead
 from addbench.errors import AddbenchError
 from addbench.losses import adp_schedule
 from addbench.train.plugin import Distiller
@@ -26,17 +26,34 @@ class DMDXStage(Distiller):
         self.student_kind = kind
         self.student_schedule = adp_schedule(self.schedule.T) if kind == "flow" else self.schedule
 
-    def student_x0(self, x_t, t, cond) -> torch.Tensor:
-        out = self.base.predict(x_t, torch.as_tensor(t, dtype=torch.float32, device=x_t.device), cond,
-                                network=self.nets["g"])
+    def student_x0(self, x_t, t, cond, guidance: float = 1.0) -> torch.Tensor:
+        """The student's x̂0; with ``guidance != 1`` classifier-free guidance on its raw output (one batched
+        call on [null, cond]), as the real score's CFG."""
+        tt = torch.as_tensor(t, dtype=torch.float32, device=x_t.device)
+        if guidance == 1.0:
+            out = self.base.predict(x_t, tt, cond, network=self.nets["g"])
+        else:
+            from addbench.bases.cond import Cond
+
+            both = self.base.predict(torch.cat([x_t, x_t]), tt, Cond.cat([self.base.null_cond(len(cond)).to(x_t.device),
+                                                                        cond.to(x_t.device)]), network=self.nets["g"])
+            out_u, out_c = both.chunk(2)
+            out = out_u + guidance * (out_c - out_u)
         return self.student_schedule.to_x0(out.float(), x_t.float(), t).float()
 
     # ---- latent discriminator D_τ(x_t, t): frozen teacher + one DMDX head per block output ----------------
     def build_latent_disc(self, base, cfg) -> nn.ModuleList:
+        """Heads on the frozen teacher's taps, laid out by ``base.feature_map`` (video: (N, C, F', h, w) maps
+        and 3D heads). With ``grad_checkpointing`` the teacher is checkpointed too: the generator's gradient
+        goes back through it to its input (the paper trains with gradient checkpointing, appendix B)."""
         taps = cfg["latent_taps"]
         names = [taps] if isinstance(taps, str) else list(taps)
         names = list(base.feature_taps) if names == ["base"] else names  # --set latent_taps=base
-        self.latent_taps = NetworkTaps(self.teacher, names, stop_early=True,
+        if cfg.get("grad_checkpointing"):
+            from addbench.train.parallel import enable_activation_checkpointing
+
+            enable_activation_checkpointing(self.teacher)
+        self.latent_taps = NetworkTaps(self.teacher, names, stop_early=True, to_map=base.feature_map,
                                        forward_fn=lambda net, x, t, c: self.base.predict(x, t, c, network=net))
         with torch.no_grad():
             probe = self.latent_taps(torch.zeros((1, *self.shape), device=base.device), 0.0, base.encode_prompts([""]))
@@ -48,9 +65,20 @@ class DMDXStage(Distiller):
         return [h(f.float()) for h, f in zip(heads, feats)]
 
 
+def train_shape(base, cfg) -> tuple[int, ...]:
+    """Per-sample latent shape of the training samples: ``resolution`` (pixels, or [height, width]) and, for
+    video bases, ``frames``."""
+    res = cfg["resolution"]
+    h, w = (int(res), int(res)) if isinstance(res, (int, float)) else (int(res[0]), int(res[1]))
+    return tuple(base.latent_shape(h, w, int(cfg.get("frames", 1))))
+
+
 def heads_for(features: list[torch.Tensor], width: int) -> nn.ModuleList:
-    """DMDX appendix B heads: 4 × [4×4 conv stride 2, GroupNorm(32), SiLU] (+ 1×1 conv to a logit map)."""
-    return nn.ModuleList(DMDXHead(f.shape[1], width=width or None, n_blocks=4) for f in features)
+    """DMDX appendix B heads: per (N, C, h, w) map 4 × [4×4 conv stride 2, GroupNorm(32), SiLU]; per (N, C, F, h, w)
+    video map the 3D head (3 × [3×3×3 conv] + 3 × [4×4 conv stride 2], GroupNorm(32), SiLU); then a 1×1 conv
+    to a logit map."""
+    return nn.ModuleList(Video3DHead(f.shape[1], width=width or None) if f.ndim == 5 else
+                         DMDXHead(f.shape[1], width=width or None, n_blocks=4) for f in features)
 
 
 def pixel_backbone(spec: str, base, teacher: nn.Module) -> nn.Module:

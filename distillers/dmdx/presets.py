@@ -15,10 +15,14 @@ ADP keys (stage 1, ``addbench train dmdx.adp``)
 ADM keys (stage 2, ``addbench train dmdx.adm --set init=<ADP checkpoint dir>``)
 - ``real_guidance``: [lo, hi], the real score's CFG sampled uniformly per step (SDXL / SD3-M [6, 8],
   SD3.5-L [3, 4], CogVideoX [5, 7]).
-- ``dt_fraction``: Δt = T/64; ``gen_steps``: 1 (SDXL) or N-step generator (SD3: multi-step).
+- ``dt_fraction``: Δt = T/64; ``gen_steps``: 1 (SDXL) or N-step generator (SD3: multi-step; CogVideoX: 8).
 - ``grad_through_fake``: the generator's gradient goes through the fake score's input (our reading).
+- ``student_cfg`` (video, Sec. 5.2 "ADM w/ CFG", optional key): the student itself runs CFG at the real scale
+  minus ``student_cfg_offset`` (2.0); the exported sampler uses the mid-range real scale minus the offset (ours:
+  6 - 2 = 4 for CogVideoX, 16 NFE for 8 steps). Off: "ADM" (8 NFE).
+- ``resolution``: pixels, or [height, width]; ``frames`` (video): frames per clip (CogVideoX 49 -> 13 latent frames).
 Both: AdamW, no weight decay, betas (0, 0.99); lr_d 5e-6, lr_fake 1e-6 in every experiment; SDXL lr_g
-1e-6 (ADP) / 1e-7 (ADM); 8K iterations, batch 128.
+1e-6 (ADP) / 1e-7 (ADM); 8K iterations, batch 128 (images) / 8 (videos).
 """
 from __future__ import annotations
 
@@ -40,6 +44,35 @@ _TOY = {  # ours: trains in minutes on 2 CPU cores under distillers/BUDGET.md
     # ours (toy): the heads shrink most toy maps to 1x1, where GroupNorm(32) sees channels/32 values per
     # group; 128 channels keep 4 per group (<= 32 channels would normalise every logit to a constant)
     "head_width": 128,
+}
+
+# CogVideoX (Table 3, Sec. 5.2, appendix B): ADM only (no ADP stage for video), from the teacher, in its own
+# v-prediction DDIM parameterisation; 8-step student; real CFG ~ U[5, 7]; lr_g 1e-7 for 2B and 5B; 8K iterations
+# of 8 videos; 3D heads on every 3rd DiT block (10 heads for 2B, 14 for 5B, the base's feature_taps). Prompts:
+# the paper's come from OpenVid-1M, Vript and Open-Sora-Plan v1.1.0 (set prompts=<file>). Budgets count videos.
+# Not in the paper: the head width, and the CFG of the exported "w/ CFG" sampler (see student_cfg above).
+# Paper, not here: context / sequence parallelism and FSDP CPU offload (appendix B); one process trains 2B.
+_COGVIDEOX = {
+    **_OPT,
+    "init": "teacher",
+    "student_schedule": "base",
+    "real_guidance": [5.0, 7.0],
+    "student_cfg": False,  # True: "ADM w/ CFG" (16 NFE at 8 steps)
+    "student_cfg_offset": 2.0,
+    "dt_fraction": 1 / 64,
+    "gen_steps": 8,
+    "grad_through_fake": True,
+    "lr_g": 1e-7,
+    "batch": 8,
+    "budget_images": 8 * 8000,
+    "resolution": [480, 720],
+    "frames": 49,
+    "latent_taps": "base",
+    # ours (the paper gives no width): the features' own width C (1920 for 2B, 3072 for 5B) would give each head
+    # 3 x 27 C^2 + 3 x 16 C^2 weights: 0.48 B (2B) / 1.2 B (5B) per head, 4.8 B / 17 B for the 10 / 14 heads
+    "head_width": 256,
+    "precision": "bf16",
+    "grad_checkpointing": True,
 }
 
 ADP_PRESETS: dict[str, dict] = {
@@ -112,6 +145,10 @@ ADM_PRESETS: dict[str, dict] = {
         "precision": "bf16",
         "grad_checkpointing": True,
     },
+    # CogVideoX-2b / -5b, 8-step ADM with full fine-tuning (Table 3, Sec. 5.2, appendix B); see _COGVIDEOX.
+    "cogvideox": _COGVIDEOX,
+    "cogvideox-2b": _COGVIDEOX,
+    "cogvideox-5b": _COGVIDEOX,
     # SD3-Medium multi-step ADM (LoRA in the paper; full fine-tuning here), every DiT block a head.
     "sd3": {
         **_OPT,

@@ -149,7 +149,7 @@ def test_adm_multistep_student_solves_without_grad_then_one_grad_step(world):
     assert plugin.gen_ts == [999.0, 749.0, 499.0, 249.0]
     seen = []
     orig = plugin.student_x0
-    plugin.student_x0 = lambda x, t, c: seen.append((float(t), torch.is_grad_enabled())) or orig(x, t, c)
+    plugin.student_x0 = lambda x, t, c, **kw: seen.append((float(t), torch.is_grad_enabled())) or orig(x, t, c, **kw)
     z, cond = torch.randn(2, 3, 32, 32), plugin.base.encode_prompts(["a", "b"])
     ns = set()
     for s in range(12):

@@ -18,7 +18,7 @@ PROMPTS = ["a red cube", "two blue spheres"]
 SEEDS = [3, 11]
 
 
-@pytest.mark.parametrize("kind,guidance", [("2b", 6.0), ("5b", 4.5), ("2b", 1.0)])
+@pytest.mark.parametrize("kind,guidance", [("2b", 6.0), ("5b", 4.5)])
 def test_sampling_equals_the_diffusers_pipeline(cog_dir, kind, guidance):
     from diffusers import CogVideoXPipeline
 
@@ -52,7 +52,7 @@ def test_generation_is_per_sample_and_frames_are_a_sampler_option(cog_dir):
     gen = load_generator(str(cog_dir("2b")), device="cpu", sampler_overrides={"steps": 2})
     both = gen.generate(PROMPTS, SEEDS)
     assert torch.equal(both[1:], gen.generate(PROMPTS[1:], SEEDS[1:]))
-    longer = gen.generate(PROMPTS[:1], SEEDS[:1], Sampler(steps=2, frames=17, height=32, width=48))
+    longer = gen.generate(PROMPTS[:1], SEEDS[:1], Sampler(steps=1, frames=17, height=32, width=48))
     assert longer.shape == (1, 17, 3, 32, 48)
     assert gen.generate([], []).shape == (0, 9, 3, 32, 32)
     assert "frames" not in Sampler().to_dict() and Sampler.from_dict(Sampler(frames=49).to_dict()).frames == 49
