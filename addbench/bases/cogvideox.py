@@ -155,17 +155,22 @@ def random_weight_base(arch: str = "cogvideox-2b", device=None, dtype=None, seed
     import tempfile
     from pathlib import Path
 
-    from addbench.bases.components import resolve_device
+    from addbench.bases.components import resolve_device, resolve_dtype
     from addbench.bases.tokenizer import build_tiny_t5_tokenizer
 
     spec = architecture(arch)
     device = resolve_device(device)
     torch.manual_seed(seed)
     comps = {}
-    with torch.device(device):
-        for k in ("transformer", "vae", "text_encoder"):
-            s = spec[k] if k in parts else {**spec[k], "kwargs": {**spec[k]["kwargs"], **STAND_IN[k]}}
-            comps[k] = build_component(s)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(resolve_dtype(dtype, device))  # built in the target dtype: 5B + T5 in fp32 is 42 GB
+    try:
+        with torch.device(device):
+            for k in ("transformer", "vae", "text_encoder"):
+                s = spec[k] if k in parts else {**spec[k], "kwargs": {**spec[k]["kwargs"], **STAND_IN[k]}}
+                comps[k] = build_component(s)
+    finally:
+        torch.set_default_dtype(default)
     comps["tokenizer"] = build_tiny_t5_tokenizer(Path(tempfile.mkdtemp(prefix="addbench-t5tok-")) / "tokenizer")
     comps["scheduler_config"] = dict(SCHEDULER_5B if arch == "cogvideox-5b" else SCHEDULER)
     cls = CogVideoX5BBase if arch == "cogvideox-5b" else CogVideoX2BBase
