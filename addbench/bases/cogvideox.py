@@ -43,6 +43,7 @@ class CogVideoXBase(DiffusersBase):
     required_components = ("transformer", "vae", "text_encoder", "tokenizer")
     x0_clip = 0.0  # CogVideoXDDIMScheduler.step never clips x0
     micro_batch_sizes = {"cuda": 1, "cpu": 1}  # one 49-frame clip (x2 with CFG) per network call
+    fps = 8  # the clips' frame rate (49 frames = 6 s + 1, the model card's 8 fps): what video suites write
 
     def setup(self, c: dict) -> None:
         net = c["transformer"]

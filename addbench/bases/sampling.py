@@ -128,6 +128,7 @@ class DiffusionGenerator(Generator):
                                            frames=self.sampler.frames or base.default_sampler.frames)
         self.base_name = base_name or base.name
         self.name = name or f"{self.base_name}@{self.sampler.label}"
+        self.fps = getattr(base, "fps", None)  # video bases: frame rate of the clips (Generator contract)
         self.model_hash = model_hash
         self.micro_batch = micro_batch
 

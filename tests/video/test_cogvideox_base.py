@@ -27,6 +27,7 @@ def test_sampling_equals_the_diffusers_pipeline(cog_dir, kind, guidance):
     base = gen.base
     assert isinstance(base, CogVideoXBase) and base.video and base.schedule.prediction_type == "v_prediction"
     assert (gen.sampler.height, gen.sampler.width, gen.sampler.frames) == (32, 32, 9)  # the transformer's sample size
+    assert gen.fps == 8
     shape = base.latent_shape(32, 32, 9)
     assert shape == (3, 4, 4, 4)  # (F', C, h, w): 9 frames -> 3 latent frames, f8
     z = initial_noise(SEEDS, shape)
