@@ -2,7 +2,11 @@
 
 Features and resizing come from :mod:`addbench.metrics.features` (clean-fid's InceptionV3 and clean
 resize by default; ``features="open_clip:<spec>"`` for CLIP-feature FID), reference statistics from
-:mod:`addbench.metrics.refstats` (computed once, cached by a content key).
+:mod:`addbench.metrics.refstats` (computed once, cached by a content key). Generated images are resized in
+one batched call on the metric device (:class:`~addbench.metrics.views.TorchResize`): for ``clean``, torch's
+antialiased bicubic, which is PIL's float bicubic (clean-fid's resizer) to within 3e-3 of 255 per pixel; for
+``legacy_pytorch``, clean-fid's own torch bilinear call. ``legacy_tensorflow`` and extractors without a square
+input size keep clean-fid's per-image resizer.
 
 State, reducible across ranks with one all-reduce: ``_sum`` (feature sum, float64), ``_outer`` (sum of
 outer products featᵀ·feat, float64), ``_count``. The covariance is the unbiased one (as ``np.cov``).
@@ -26,6 +30,7 @@ from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
 from addbench.metrics.features import build_extractor, extract, make_resizer
 from addbench.metrics.refstats import RefStats, get_reference_stats
+from addbench.metrics.views import ImageBatch, TorchResize
 
 
 def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
@@ -64,6 +69,15 @@ def kernel_distance(gen, ref, num_subsets: int = 100, max_subset_size: int = 100
     return t / num_subsets / m
 
 
+def batched_resize(resize: str, size) -> TorchResize | None:
+    """The batched on-device resize that stands for clean-fid's ``resize`` mode at a square ``size``, or None."""
+    if size is None or resize == "legacy_tensorflow" or size[0] != size[1]:
+        return None
+    if resize == "clean":
+        return TorchResize(tuple(size), "bicubic", antialias=True, clamp=(0.0, 255.0))
+    return TorchResize(tuple(size), "bilinear", antialias=False, clamp=(0.0, 255.0))  # legacy_pytorch
+
+
 class _FeatureSetMetric(Metric):
     """Shared by FID and KID: extractor, resize, reducible feature moments, per-sample features."""
 
@@ -77,6 +91,8 @@ class _FeatureSetMetric(Metric):
         self.resize = resize
         self.extractor = build_extractor(features, self.device, weights, resize)
         self.resizer = make_resizer(resize, self.extractor.input_size)
+        self.view = batched_resize(resize, self.extractor.input_size)
+        self.views = (self.view,) if self.view else ()
         self.reference, self.cache_dir = reference, cache_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self._ref: RefStats | None = None
@@ -94,10 +110,25 @@ class _FeatureSetMetric(Metric):
                 "reference": None if self._ref is None else self._ref.source}
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        if len(keys) != images.shape[0]:
-            raise AddbenchError(f"{self.name}: {images.shape[0]} images but {len(keys)} keys")
-        f = extract(images, self.extractor, self.resizer, self.batch_size)
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    @torch.no_grad()
+    def _extract(self, batch: ImageBatch) -> torch.Tensor:
+        """Features (N, D) float32 (on the device when the view path runs, else on the CPU)."""
+        if self.view is None:
+            return extract(batch.images, self.extractor, self.resizer, self.batch_size)
+        x = batch.get(self.view)
+        if not hasattr(self.extractor, "device"):  # a custom extractor object: hand it CPU tensors, as before
+            x = x.cpu()
+        return torch.cat([torch.as_tensor(self.extractor(x[i:i + self.batch_size])).detach().float()
+                          for i in range(0, x.shape[0], self.batch_size)])
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        if len(keys) != len(batch):
+            raise AddbenchError(f"{self.name}: {len(batch)} images but {len(keys)} keys")
+        f = self._extract(batch)
         f64 = f.to(self.device, torch.float64)
+        f = f.cpu()
         if self._sum.numel() == 0:  # feature width is known at the first batch
             self._sum = torch.zeros(f.shape[1], dtype=torch.float64, device=self.device)
             self._outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=self.device)
