@@ -17,12 +17,14 @@ prompts do not share their noise and every sample is reproducible alone (``noise
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,14 +117,23 @@ def metric_kwargs(suite: Suite, overrides: dict | None = None) -> list[dict]:
     return [{k: _expand(v, m.name) for k, v in {**m.kwargs, **overrides.get(m.name, {})}.items()} for m in suite.metrics]
 
 
-def _make_metrics(suite: Suite, device: str, overrides: dict | None = None) -> list:
+def metric_classes(suite: Suite, overrides: dict | None = None) -> list[tuple[type, dict]]:
+    """(class, constructor kwargs) of each suite metric; unknown names and missing $VARs fail here, at once."""
+    return [(METRICS.get(spec.name), kwargs) for spec, kwargs in zip(suite.metrics, metric_kwargs(suite, overrides))]
+
+
+def build_metrics(suite: Suite, classes: list[tuple[type, dict]], device: str) -> list:
+    """Construct the metrics (loads their networks); safe to run in a background thread."""
+    dev = torch.device(device)
     out = []
-    for spec, kwargs in zip(suite.metrics, metric_kwargs(suite, overrides)):
-        cls = METRICS.get(spec.name)
-        try:
-            out.append(cls(device=device, **kwargs))
-        except TypeError as exc:
-            raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: {exc}") from None
+    # the current CUDA device is per thread: a loader thread must be put on the metrics' device
+    with torch.cuda.device(dev) if dev.type == "cuda" and dev.index is not None else contextlib.nullcontext():
+        for spec, (cls, kwargs) in zip(suite.metrics, classes):
+            try:
+                out.append(cls(device=device, **kwargs))
+            except TypeError as exc:
+                raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: "
+                                    f"{exc}") from None
     return out
 
 
@@ -162,6 +173,18 @@ def default_io_workers() -> int:
     return max(2, min(16, (os.cpu_count() or 2) // max(1, local)))
 
 
+def _timed(fn, *args):
+    t = time.perf_counter()
+    return fn(*args), time.perf_counter() - t
+
+
+def _done(value):
+    """A zero-argument callable returning a finished future of ``value``."""
+    fut: Future = Future()
+    fut.set_result(value)
+    return lambda: fut
+
+
 def _make_fast(gen: Generator, fast) -> Generator:
     from addbench.bases.fast import FastOptions, make_fast
 
@@ -175,12 +198,13 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              limit: int | None = None, run_dir: str | Path | None = None, metrics_device: str | None = None,
              progress: bool = True, rescore: bool = False, n_boot: int = 1000,
              metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
-             io_workers: int | None = None, png_compress_level: int = 1) -> EvalResult:
+             io_workers: int | None = None, png_compress_level: int = 1, background_load: bool = True) -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
 
     ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
     ``score_batch``: images per scoring group; ``io_workers``: threads for PNG writes and CPU views;
     ``png_compress_level``: zlib level of the sample PNGs (file size and CPU time only, never pixels).
+    ``background_load``: load the metric networks in a thread while generation runs (else before it).
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -191,9 +215,9 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     pset = load_prompts(suite)
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}
-    with distributed(device) as d:
+    with distributed(device) as d, ThreadPoolExecutor(1, thread_name_prefix="addbench-metrics") as loader:
         mdev = metrics_device or d.device
-        metrics = _make_metrics(suite, mdev, metric_overrides)  # fail fast, before generating anything
+        classes = metric_classes(suite, metric_overrides)  # unknown metrics / kwargs fail now
         gen = _load_generator(model, d.device, dtype, overrides)
         if fast:
             gen = _make_fast(gen, fast)
@@ -217,7 +241,13 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         if d.is_main and record_path.exists():  # e.g. --rescore: the old record stands no longer
             rec.atomic_write_json(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
         timing = {"load": time.perf_counter() - t_start}
-        loop = _Loop(gen, sampler, metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size,
+        # The metric networks load in a thread while the generator works, started only after its first call (so
+        # never while another model loads: loaders patch process-wide state such as meta-device init, and never
+        # during a CUDA graph capture). A failed load stops the run at the next group; the samples stay.
+        load_metrics = lambda: loader.submit(_timed, build_metrics, suite, classes, mdev)  # noqa: E731
+        if not background_load:
+            load_metrics = _done(_timed(build_metrics, suite, classes, mdev))
+        loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size,
                      prov={"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(),
                            "suite": suite.name, "suite_config_sha256": suite.config_sha256})
         t_loop = time.perf_counter()
@@ -225,10 +255,14 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
             loop.run(d.shard(n_prompts), bar, f"rank {d.rank}/{d.world_size}", score_batch,
                      io_workers or default_io_workers(), png_compress_level)
         timing.update(loop.timing, loop=time.perf_counter() - t_loop)
+        metrics = loop.metrics
         t_sync = time.perf_counter()
         for m in metrics:
             m.sync()
-        timing["sync"] = time.perf_counter() - t_sync
+        t_boot = time.perf_counter()
+        _split_bootstrap(metrics, n_boot, d)
+        timing["sync"] = t_boot - t_sync
+        timing["split_bootstrap"] = time.perf_counter() - t_boot
         record: dict = {}
         if d.is_main:
             record = _write_record(rdir, gen, sampler, suite, pset, n_prompts, limit, key, metrics, device,
@@ -238,20 +272,60 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         return EvalResult(rdir, record, timing)
 
 
+def _split_bootstrap(metrics: list, n_boot: int, d: Dist) -> None:
+    """Under torchrun, metrics with ``bootstrap_values`` (FID: one DxD eigendecomposition per draw) compute
+    their bootstrap draws split over the ranks; rank 0 gets every value for the record (the same values one
+    process computes)."""
+    if d.world_size == 1:
+        return
+    import torch.distributed as dist
+
+    for m in metrics:
+        if not (hasattr(m, "bootstrap_values") and hasattr(m, "set_bootstrap_values") and getattr(m, "_feats", None)):
+            continue
+        if d.is_main and hasattr(m, "reference_stats"):
+            m.reference_stats()  # computed and cached once, before the other ranks look it up
+        d.barrier()
+        n = min(n_boot, getattr(m, "max_boot", n_boot))
+        gathered: list = [None] * d.world_size
+        dist.all_gather_object(gathered, m.bootstrap_values(n, 0, (d.rank, d.world_size)))
+        if d.is_main:
+            m.set_bootstrap_values(n, 0, {k: v for part in gathered for k, v in part.items()})
+
+
 class _Loop:
     """Generate the missing samples of a rank and score all of them, one fixed group of whole prompts at a time.
 
     Per group: PNGs on disk are read in the thread pool; the missing samples are generated (main thread) and
     handed to the background ``SampleWriter``; then the *previous* group is scored while the pool assembles this
-    one (reads, resize to the suite resolution, CPU views) and the writer encodes its PNGs.
+    one (reads, resize to the suite resolution, CPU views) and the writer encodes its PNGs. ``load_metrics()``
+    (-> future of (metrics, seconds)) is called after the first group; until the metrics have loaded, generated
+    groups wait, up to ``MAX_AHEAD_BYTES`` of images.
     """
 
-    def __init__(self, gen, sampler, metrics, suite, prompts, samples_dir: Path, device, batch_size: int, prov: dict):
-        self.gen, self.sampler, self.metrics, self.suite, self.prompts = gen, sampler, metrics, suite, prompts
+    MAX_AHEAD_BYTES = 4 << 30
+
+    def __init__(self, gen, sampler, load_metrics, suite, prompts, samples_dir: Path, device, batch_size: int,
+                 prov: dict):
+        self.gen, self.sampler, self.suite, self.prompts = gen, sampler, suite, prompts
         self.samples_dir, self.device, self.batch_size, self.prov = samples_dir, device, batch_size, prov
-        self.views = list(dict.fromkeys(v for m in metrics for v in getattr(m, "views", ())))
-        self.timing: dict = {"generate": 0.0, "wait_io": 0.0, "score": {m.id: 0.0 for m in metrics},
+        self._load_metrics, self._metrics_future, self.metrics, self.views = load_metrics, None, None, []
+        self.timing: dict = {"generate": 0.0, "wait_io": 0.0, "wait_metrics": 0.0, "score": {},
                              "generated": 0, "read": 0}
+
+    def _metrics_ready(self, pending, wait: bool = False) -> bool:
+        """True once the metrics have loaded (then their views are started for the waiting groups)."""
+        if self._metrics_future is None:
+            self._metrics_future = self._load_metrics()
+        if self.metrics is None and (wait or self._metrics_future.done()):
+            t = time.perf_counter()
+            self.metrics, self.timing["metrics_load"] = self._metrics_future.result()  # raises a failed load
+            self.timing["wait_metrics"] += time.perf_counter() - t
+            self.views = list(dict.fromkeys(v for m in self.metrics for v in getattr(m, "views", ())))
+            self.timing["score"] = {m.id: 0.0 for m in self.metrics}
+            for _, assembled, _ in pending:
+                assembled.result().prefetch(self.views)
+        return self.metrics is not None
 
     def run(self, mine: list[int], bar, who: str, score_batch: int, workers: int, compress_level: int) -> None:
         seeds = self.suite.seeds
@@ -262,15 +336,21 @@ class _Loop:
         crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
         with ThreadPoolExecutor(workers, thread_name_prefix="addbench-io") as pool, \
                 SampleWriter(workers, 4 * max(score_batch, self.batch_size), compress_level, crash_after) as writer:
-            pending = None
+            pending: deque = deque()  # (keys, future of the assembled ImageBatch, bytes held)
             for group in _chunks(mine, max(1, score_batch // len(seeds))):
                 keys = [(i, s) for i in group for s in seeds]
                 images = self._start_group(keys, pool, writer, bar, gen_task)
-                if pending is not None:
-                    self._score(*pending, bar, score_task)
-                pending = (keys, pool.submit(self._assemble, images, pool))
-            if pending is not None:
-                self._score(*pending, bar, score_task)
+                views = self.views if self._metrics_ready(pending) else None
+                nbytes = sum(im.numel() for im in images if isinstance(im, torch.Tensor))
+                pending.append((keys, pool.submit(self._assemble, images, pool, views), nbytes))
+                # score all but the newest group (it assembles while the GPU generates the next one)
+                while len(pending) > 1 and (self._metrics_ready(pending)
+                                            or sum(b for *_, b in pending) > self.MAX_AHEAD_BYTES):
+                    self._metrics_ready(pending, wait=True)
+                    self._score(*pending.popleft()[:2], bar, score_task)
+            self._metrics_ready(pending, wait=True)
+            while pending:
+                self._score(*pending.popleft()[:2], bar, score_task)
 
     def _start_group(self, keys, pool, writer: SampleWriter, bar, gen_task) -> list:
         """Futures of the samples on disk, tensors of the ones generated now (their PNGs go to the writer)."""
@@ -302,12 +382,12 @@ class _Loop:
                                 f"or use another --out")
         return img
 
-    def _assemble(self, images: list, pool) -> ImageBatch:
+    def _assemble(self, images: list, pool, views) -> ImageBatch:
         """(In the pool.) The group as one uint8 batch at the suite resolution, CPU views started."""
         batch = resize(torch.stack([im.result() if isinstance(im, Future) else im for im in images]),
                        self.suite.resolution)
         out = ImageBatch(batch, self.device, pool)
-        out.prefetch(self.views)
+        out.prefetch(views or ())
         return out
 
     def _score(self, keys, assembled: Future, bar, score_task) -> None:

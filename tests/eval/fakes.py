@@ -123,9 +123,27 @@ class FakeViewMean(Metric):
         return float(np.mean(self.scores))
 
 
+class FakeSlowLoad(FakeBrightness):
+    """Takes ``seconds`` to load (like a large network), then scores like fake_brightness; records when it loaded."""
+    name = "fake_slow_load"
+    loaded_at: list = []
+
+    def __init__(self, device="cpu", seconds: float = 0.5, fail: bool = False):
+        import time
+
+        time.sleep(seconds)
+        if fail:
+            from addbench.errors import AddbenchError
+
+            raise AddbenchError("fake_slow_load: weights file /nope/weights.bin not found")
+        super().__init__(device)
+        FakeSlowLoad.loaded_at.append(time.perf_counter())
+
+
 def register() -> None:
     for name, cls in (("fake_brightness", "FakeBrightness"), ("fake_gap", "FakeChannelGap"),
-                      ("fake_diversity", "FakeDiversity"), ("fake_view_mean", "FakeViewMean")):
+                      ("fake_diversity", "FakeDiversity"), ("fake_view_mean", "FakeViewMean"),
+                      ("fake_slow_load", "FakeSlowLoad")):
         if name not in METRICS:
             METRICS.register(name, f"fakes:{cls}", "test metric")
 

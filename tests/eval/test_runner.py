@@ -218,3 +218,44 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(fake_suite, tmp_path):
     for k, v in ref.record["metrics"].items():
         assert res.record["metrics"][k]["value"] == pytest.approx(v["value"], abs=1e-12)
     assert not list((run_dir / "samples").glob(".*tmp*"))
+
+
+def _slow_suite(tmp_path, **kwargs):
+    suite = tmp_path / "slow.yaml"
+    kw = ", ".join(f"{k}: {v}" for k, v in kwargs.items())
+    suite.write_text(fakes.SUITE_YAML.replace("name: fake-suite", "name: slow").replace(
+        "  - fake_gap\n", f"  - name: fake_slow_load\n    kwargs: {{{kw}}}\n"))
+    return suite
+
+
+def test_generation_starts_while_metrics_load(fake_suite, tmp_path):
+    import time
+
+    class Clocked(fakes.FakeGenerator):
+        first = None
+
+        def generate(self, *a, **k):
+            Clocked.first = Clocked.first or time.perf_counter()
+            return super().generate(*a, **k)
+
+    fakes.FakeSlowLoad.loaded_at.clear()
+    res = evaluate(Clocked(), _slow_suite(tmp_path, seconds=1.0), run_dir=tmp_path / "r", batch_size=4,
+                   score_batch=6, progress=False)
+    assert Clocked.first < fakes.FakeSlowLoad.loaded_at[0]  # generated before the metric had loaded
+    t = res.record["provenance"]["timing_s"]
+    assert t["metrics_load"] >= 1.0 and res.record["complete"]
+    ref = _run(fake_suite, tmp_path / "ref", score_batch=6)
+    df, ref_df = _frame(res.run_dir), _frame(ref.run_dir)
+    assert (df["fake_slow_load[x1]"] * 100).tolist() == pytest.approx(ref_df["fake_brightness[x100]"].tolist())
+
+
+def test_failed_metric_load_stops_the_run_and_keeps_samples(fake_suite, tmp_path):
+    suite = _slow_suite(tmp_path, seconds=0.3, fail="true")
+    with pytest.raises(AddbenchError, match="weights file /nope/weights.bin not found"):
+        evaluate(fakes.FakeGenerator(), suite, run_dir=tmp_path / "r", batch_size=1, progress=False)
+    assert not (tmp_path / "r" / "record.json").exists()
+    kept = len(list((tmp_path / "r" / "samples").glob("*.png")))
+    gen = fakes.FakeGenerator()
+    res = evaluate(gen, suite, run_dir=tmp_path / "r", batch_size=1, progress=False,
+                   metric_overrides={"fake_slow_load": {"fail": False}})
+    assert gen.calls == 21 - kept and res.record["complete"]
