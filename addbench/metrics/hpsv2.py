@@ -68,8 +68,10 @@ def checkpoint_state_dict(obj) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | None = None):
+def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | None = None, device="cpu"):
     import open_clip
+
+    from addbench.metrics.openclip_loading import built_on
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -77,7 +79,8 @@ def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | No
         raise AddbenchError(f"HPSv2 checkpoint {path} could not be read as tensors only ({type(exc).__name__}); "
                             f"re-download it") from None
     sd = checkpoint_state_dict(obj)
-    model = open_clip.create_model(arch, pretrained=None, device="cpu", **(arch_overrides or {}))
+    with built_on(device):
+        model = open_clip.create_model(arch, pretrained=None, device=device, **(arch_overrides or {}))
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -112,7 +115,7 @@ class HPSv2(Metric):
         self.version, self.scale, self.batch_size = version, float(scale), int(batch_size)
         self.antialias, self.amp, self.arch = bool(antialias), bool(amp), arch
         self.checkpoint = find_checkpoint(version, checkpoint)
-        self.model, self.tokenizer = load_hps_model(self.checkpoint, arch, arch_overrides)
+        self.model, self.tokenizer = load_hps_model(self.checkpoint, arch, arch_overrides, self.device)
         self.model.to(self.device)
         size = self.model.visual.image_size
         self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)

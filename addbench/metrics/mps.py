@@ -221,10 +221,12 @@ def _write(dst: str | Path, tensors: dict, clip_config: dict, source: str) -> Pa
     return dst
 
 
-def load_mps(path: str | Path):
-    """(transformers CLIPModel, MPSHead) from a converted safetensors file."""
+def load_mps(path: str | Path, device="cpu"):
+    """(transformers CLIPModel, MPSHead) from a converted safetensors file, built on ``device``."""
     from safetensors import safe_open
     from transformers import CLIPConfig, CLIPModel
+
+    from addbench.metrics.openclip_loading import built_on
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -238,9 +240,10 @@ def load_mps(path: str | Path):
         if meta.get("format") != FORMAT:
             raise AddbenchError(f"{path} was not written by `addbench.metrics.mps convert` (format {meta.get('format')})")
         sd = {k: f.get_tensor(k) for k in f.keys()}
-    clip = CLIPModel(CLIPConfig(**json.loads(meta["clip_config"])))
     head_sd = {k[5:]: v for k, v in sd.items() if k.startswith("head.")}
-    head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
+    with built_on(device):
+        clip = CLIPModel(CLIPConfig(**json.loads(meta["clip_config"])))
+        head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
     for module, part in ((clip, {k[5:]: v for k, v in sd.items() if k.startswith("clip.")}), (head, head_sd)):
         missing, unexpected = module.load_state_dict(part, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
@@ -261,7 +264,7 @@ class MPS(Metric):
         self.condition, self.mask_threshold, self.batch_size = condition, float(mask_threshold), int(batch_size)
         self.dtype = getattr(torch, dtype)
         self.image_processor, self.tokenizer = load_clip_processor(processor, "MPS processor")
-        self.clip, self.head = load_mps(checkpoint)
+        self.clip, self.head = load_mps(checkpoint, self.device)
         self.clip.to(self.device, self.dtype)
         self.head.to(self.device, self.dtype)
         self.pixels = ClipPixels(self.image_processor, self.device, self.dtype)
