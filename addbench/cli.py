@@ -71,8 +71,8 @@ def eval_cmd(
     rescore: bool = typer.Option(False, "--rescore", help="score again even if the record is complete"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved configuration (JSON) and exit"),
-    fast: bool = typer.Option(False, "--fast", help="fast generation path (CUDA graph, channels-last, SDPA; UNet bases; "
-                                                    "bf16-level pixel differences, so its own model hash)"),
+    fast: bool = typer.Option(False, "--fast", help="fast generation path (CUDA graph, channels-last, SDPA; UNet "
+                                                    "bases; bf16-level pixel differences, so its own model hash)"),
     score_batch: int = typer.Option(64, "--score-batch", help="images per scoring group (whole prompts)"),
 ):
     """Generate the suite's samples, score them and write record.json (re-run the same command to resume)."""

@@ -1,10 +1,10 @@
 """Evaluation throughput of the coco10k suite at SDXL scale, random weights: generation alone, each metric alone,
 and ``addbench eval``'s runner end to end; prints a table, writes JSON.
 
-    python benchmarks/eval_throughput.py --n 2000 --out thru_1gpu.json                      # one GPU
-    torchrun --standalone --nproc_per_node=2 benchmarks/eval_throughput.py --n 2000 --out thru_2gpu.json
+    python benchmarks/eval_throughput.py --images 2000 --out thru_1gpu.json                  # one GPU
+    torchrun --standalone --nproc_per_node=2 benchmarks/eval_throughput.py --images 2000 --out thru_2gpu.json
     python benchmarks/eval_throughput.py --report thru_1gpu.json thru_2gpu.json             # tables + speedup
-    python benchmarks/eval_throughput.py --tiny --n 16                                      # CPU smoke run
+    python benchmarks/eval_throughput.py --tiny --images 16                                  # CPU smoke run
 
 Time does not depend on weight values, so everything has the real architecture and random weights, written
 where the real loading code looks for it (the "world", built once under ``--work`` and reused):
@@ -27,12 +27,17 @@ where the real loading code looks for it (the "world", built once under ``--work
   paths: ``mps.checkpoint`` (a converted MPS file: CLIP-H + the MPS head, fp32, written by ``mps.save_mps``) and
   ``fid.reference`` (fake COCO statistics: 2048-d mean + a PSD covariance, ``.npz``).
 
+``--metric-dtype`` shows what the suite's fp32 metric convention costs: ``tf32`` allows TF32 matmuls (fp32
+weights), ``bf16`` sets each metric's own precision kwarg (CLIP score ``precision=pure_bf16``, PickScore / MPS
+``dtype=bfloat16``, HPSv2 ``amp=True``: fp16 autocast like the official scorer). Both change metric values
+slightly; they are for deciding the suite's convention, not for records.
+
 ``--tiny`` swaps every network for a tiny one (CPU, 64² generation upscaled to the suite's 512 by the runner;
 then ``clip_score`` needs a ``local-dir:`` model and ``hpsv2`` tiny ``arch_overrides``, both via overrides).
 
 Measured: generation alone (``Generator.generate`` in the run's micro-batches, warm), each metric alone
 (``update_batch`` on 64 generated 512² images, its own resizes included, warm), all metrics sharing one batch,
-and the end-to-end ``evaluate`` (loading, generation + scoring + PNG writing, sync, record) for ``--n`` images
+and the end-to-end ``evaluate`` (loading, generation + scoring + PNG writing, sync, record) for ``--images`` images
 with the per-phase seconds the runner records. Projection to 10k images: the measured wall time plus the
 steady-state cost per image (generate + score + I/O waits of the run, per rank) for the images not run; the
 record phase (bootstrap CIs) grows a little with n, so the projection is a slight underestimate.
@@ -273,7 +278,7 @@ def metric_overrides(world: Path, tiny: bool, metric_dtype: str) -> dict:
         out["clip_score"] = {"model": f"local-dir:{world / 'tiny-open-clip'}", "pretrained": None}
         out["hpsv2"] = {"arch_overrides": OPEN_CLIP_TINY}
     if metric_dtype == "bf16":  # each metric's own precision kwarg (HPSv2: fp16 autocast, as the official scorer)
-        for name, kw in {"clip_score": {"precision": "bf16"}, "pickscore": {"dtype": "bfloat16"},
+        for name, kw in {"clip_score": {"precision": "pure_bf16"}, "pickscore": {"dtype": "bfloat16"},
                          "mps": {"dtype": "bfloat16"}, "hpsv2": {"amp": True}}.items():
             out.setdefault(name, {}).update(kw)
     return out
@@ -295,23 +300,20 @@ def fast_options(gen_mode: str):
     return FastOptions(compile="default" if "compile" in gen_mode else None)
 
 
-def measure_parts(model: str, suite, overrides: dict, device: str, gen_mode: str, n_images: int = 64,
-                  reps: int = 3) -> tuple[dict, object]:
-    """images/s of generation alone and of each metric alone (and all metrics on one shared batch)."""
+def measure_generation(model: str, suite, device: str, gen_mode: str, n_images: int) -> tuple[dict, object]:
+    """images/s of ``Generator.generate`` alone (warm), and the images (at the suite resolution) for the metrics."""
     import torch
 
     from addbench.bases.loading import load_generator
-    from addbench.eval.runner import _make_fast, build_metrics, metric_classes
+    from addbench.eval.runner import _make_fast
     from addbench.eval.samples import resize
-    from addbench.metrics.views import ImageBatch
     from addbench.prompts import load_prompts
 
     prompts = load_prompts(suite).prompts[:n_images]
-    out: dict = {}
     t = time.perf_counter()
     gen = load_generator(model, device=device, dtype=torch.bfloat16 if "cuda" in device else None)
     gen = _make_fast(gen, fast_options(gen_mode)) if gen_mode != "eager" else gen
-    out["generator_load_s"] = time.perf_counter() - t
+    out = {"generator_load_s": time.perf_counter() - t}
     mb = gen.effective_micro_batch
     t = time.perf_counter()
     gen.generate(prompts[:mb], list(range(mb)))  # warm-up (graph capture / compile)
@@ -323,12 +325,22 @@ def measure_parts(model: str, suite, overrides: dict, device: str, gen_mode: str
     dt = time.perf_counter() - t
     out["generate"] = {"images_per_s": len(prompts) / dt, "micro_batch": mb, "mode": gen_mode,
                        "images": len(prompts), "s": dt, "resolution": list(images.shape[-2:])}
-    del gen
-    images = resize(images, suite.resolution)
+    return out, resize(images, suite.resolution)
+
+
+def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> dict:
+    """images/s of each metric alone (``update_batch`` with its own resizes) and of all on one shared batch."""
+    import torch
+
+    from addbench.eval.runner import build_metrics, metric_classes
+    from addbench.metrics.views import ImageBatch
+    from addbench.prompts import load_prompts
+
+    prompts = load_prompts(suite).prompts[:len(images)]
+    keys = [(i, 0) for i in range(len(prompts))]
     t = time.perf_counter()
     metrics = build_metrics(suite, metric_classes(suite, overrides), device)
-    out["metrics_load_s"] = time.perf_counter() - t
-    keys = [(i, 0) for i in range(len(prompts))]
+    out: dict = {"metrics_load_s": time.perf_counter() - t, "metrics": {}}
 
     def timed(fn) -> float:
         fn()  # warm-up
@@ -339,9 +351,9 @@ def measure_parts(model: str, suite, overrides: dict, device: str, gen_mode: str
         _sync(device)
         return reps * len(prompts) / (time.perf_counter() - t0)
 
-    out["metrics"] = {}
     for m in metrics:
-        out["metrics"][m.id] = {"images_per_s": timed(lambda: m.update_batch(ImageBatch(images, device), prompts, keys))}
+        alone = timed(lambda: m.update_batch(ImageBatch(images, device), prompts, keys))
+        out["metrics"][m.id] = {"images_per_s": alone}
 
     def shared():
         batch = ImageBatch(images, device)
@@ -349,12 +361,31 @@ def measure_parts(model: str, suite, overrides: dict, device: str, gen_mode: str
             m.update_batch(batch, prompts, keys)
 
     out["all_metrics_shared_batch"] = {"images_per_s": timed(shared)}
-    inv = 1 / out["generate"]["images_per_s"] + 1 / out["all_metrics_shared_batch"]["images_per_s"]
-    out["gpu_serial_bound_images_per_s"] = 1 / inv
     del metrics
     if "cuda" in device:
         torch.cuda.empty_cache()
-    return out, images
+    return out
+
+
+def measure_parts(model: str, suite, world: Path, tiny: bool, metric_dtype: str, device: str, gen_mode: str,
+                  also: list[str], n_images: int = 64, reps: int = 3) -> dict:
+    """Generation alone, each metric alone (``metric_dtype``; then each of ``also``), the GPU-serial bound."""
+    import torch
+
+    out, images = measure_generation(model, suite, device, gen_mode, n_images)
+    out.update(measure_metrics(suite, metric_overrides(world, tiny, metric_dtype), device, images, reps))
+    inv = 1 / out["generate"]["images_per_s"] + 1 / out["all_metrics_shared_batch"]["images_per_s"]
+    out["gpu_serial_bound_images_per_s"] = 1 / inv
+    out["other_metric_dtypes"] = {}
+    for dt in (d for d in also if d != metric_dtype):
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = dt == "tf32"
+        try:
+            out["other_metric_dtypes"][dt] = measure_metrics(suite, metric_overrides(world, tiny, dt), device, images,
+                                                             reps)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    return out
 
 
 def run_e2e(model: str, n: int, overrides: dict, device: str, gen_mode: str, run_dir: Path, score_batch: int,
@@ -393,9 +424,16 @@ def report(result: dict, baseline: dict | None = None) -> str:
                      f"(micro-batch {parts['generate']['micro_batch']}, warm-up {parts['generator_warmup_s']:.1f} s)")
         for mid, m in parts["metrics"].items():
             lines.append(f"  {mid}: {m['images_per_s']:.1f} images/s alone")
-        lines.append(f"all metrics on one shared batch: {parts['all_metrics_shared_batch']['images_per_s']:.1f} images/s;"
+        shared = parts["all_metrics_shared_batch"]["images_per_s"]
+        lines.append(f"all metrics on one shared batch: {shared:.1f} images/s;"
                      f" generate+score GPU-serial bound: {parts['gpu_serial_bound_images_per_s']:.1f} images/s "
                      f"-> {SUITE_N / parts['gpu_serial_bound_images_per_s']:.0f} s for 10k on one GPU")
+        for dt, other in parts.get("other_metric_dtypes", {}).items():
+            each = ", ".join(f"{k.split('[')[0]} {v['images_per_s']:.1f}" for k, v in other["metrics"].items())
+            shared = other["all_metrics_shared_batch"]["images_per_s"]
+            bound = 1 / (1 / parts["generate"]["images_per_s"] + 1 / shared)
+            lines.append(f"  metrics as {dt}: {each}; shared {shared:.1f} images/s -> GPU-serial bound "
+                         f"{SUITE_N / bound:.0f} s for 10k")
     e = result["e2e"]
     t = e["timing_s"]
     score = ", ".join(f"{k.split('[')[0]} {v:.1f}" for k, v in t["score"].items())
@@ -418,11 +456,14 @@ def report(result: dict, baseline: dict | None = None) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=2000, help="images (= prompts, 1 seed) of the end-to-end run; 10000 = all")
+    ap.add_argument("--images", type=int, default=2000,
+                    help="images (= prompts, 1 seed) of the end-to-end run; 10000 = the whole suite")
     ap.add_argument("--tiny", action="store_true", help="tiny networks on the CPU (smoke run, < 1 min)")
     ap.add_argument("--gen", default="graph", choices=["eager", "graph", "graph+compile"], help="generation path")
-    ap.add_argument("--metric-dtype", default="suite", choices=["suite", "bf16"],
-                    help="suite: the suite's kwargs (fp32); bf16: each metric's bf16/amp kwarg")
+    ap.add_argument("--metric-dtype", default="suite", choices=["suite", "tf32", "bf16"],
+                    help="suite: the suite's kwargs (fp32); tf32: the same with TF32 matmuls allowed "
+                         "(torch.backends.cuda.matmul.allow_tf32); bf16: each metric's bf16/amp kwarg")
+    ap.add_argument("--also-dtypes", default="", help="comma list (tf32,bf16): also time each metric alone in these")
     ap.add_argument("--score-batch", type=int, default=64)
     ap.add_argument("--work", type=Path, default=Path(".cache/eval_throughput"), help="world + runs (reused)")
     ap.add_argument("--skip-parts", action="store_true", help="only the end-to-end run")
@@ -448,6 +489,8 @@ def main(argv=None) -> int:
     device = "cpu" if a.tiny or not torch.cuda.is_available() else f"cuda:{local}"
     if device.startswith("cuda"):
         torch.cuda.set_device(local)
+    if a.metric_dtype == "tf32":  # changes fp32 metric numerics (~1e-3 relative per matmul): a convention choice
+        torch.backends.cuda.matmul.allow_tf32 = True
     info = world_ready(world, a.tiny, device)
     from addbench.suites import load_suite
 
@@ -458,11 +501,16 @@ def main(argv=None) -> int:
               "world_size": world_size, "torch": torch.__version__, "gen_mode": a.gen, "metric_dtype": a.metric_dtype,
               "tiny": a.tiny, "world": {k: v for k, v in info.items() if k != "files_over_1MiB"}}
     if not a.skip_parts and world_size == 1:
-        result["parts"], _ = measure_parts(model, suite, overrides, device, a.gen, *((4, 1) if a.tiny else (64, 3)))
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID") or f"pid{os.getpid()}"
-    run_dir = work / "runs" / f"{'tiny' if a.tiny else 'full'}-n{a.n}-x{world_size}-{a.gen}-{a.metric_dtype}-{run_id}"
+        also = [d for d in a.also_dtypes.split(",") if d]
+        result["parts"] = measure_parts(model, suite, world, a.tiny, a.metric_dtype, device, a.gen, also,
+                                        *((4, 1) if a.tiny else (64, 3)))
+    # one name for every rank (torchrun's run id; its workers share a parent), a fresh one for every invocation
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID") or (f"ppid{os.getppid()}" if world_size > 1 else f"pid{os.getpid()}")
+    label = f"{'tiny' if a.tiny else 'full'}-n{a.images}-x{world_size}-{a.gen}-{a.metric_dtype}"
+    run_dir = work / "runs" / f"{label}-{run_id}"
     n_boot = a.n_boot or (2 if a.tiny else 1000)
-    result["e2e"] = run_e2e(model, a.n, overrides, device, a.gen, run_dir, a.score_batch, n_boot, not a.serial_load)
+    result["e2e"] = run_e2e(model, a.images, overrides, device, a.gen, run_dir, a.score_batch, n_boot,
+                            not a.serial_load)
     result["e2e"]["n_boot"] = n_boot
     if r == 0:
         if not a.keep_samples:

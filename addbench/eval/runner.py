@@ -364,7 +364,8 @@ class _Loop:
                                     self.sampler)
             self.timing["generate"] += time.perf_counter() - t
             if out.shape[0] != len(chunk):
-                raise AddbenchError(f"generator {self.gen.name} returned {out.shape[0]} images for {len(chunk)} prompts")
+                raise AddbenchError(f"generator {self.gen.name} returned {out.shape[0]} images for {len(chunk)} "
+                                    f"prompts")
             for j, img in zip(chunk, out.cpu()):
                 i, s = keys[j]
                 writer.submit(paths[j], img, {**self.prov, "prompt": self.prompts[i], "prompt_index": i, "seed": s,

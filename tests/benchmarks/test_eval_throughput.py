@@ -17,7 +17,7 @@ def test_tiny_run_end_to_end(tmp_path):
     out = tmp_path / "tiny.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--n", "8", "--work", str(tmp_path / "work"),
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--images", "8", "--work", str(tmp_path / "work"),
                            "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(out.read_text())

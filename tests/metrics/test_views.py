@@ -37,7 +37,7 @@ PROMPTS = ["a red square", "a blue circle on green", "two yellow triangles", "a 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """CLIP score, PickScore, MPS and HPSv2 on tiny random models (CLIP-family inputs at 32²), FID on open_clip features."""
+    """CLIP score, PickScore, MPS, HPSv2 on tiny random models (CLIP-family inputs at 32²); FID on open_clip features."""
     import open_clip
     from safetensors.torch import save_file
     from transformers import CLIPModel
@@ -50,13 +50,15 @@ def tiny(tmp_path_factory):
     clip_dir.mkdir()
     (clip_dir / "open_clip_config.json").write_text(json.dumps(cs.CFG))
     torch.manual_seed(2)
-    save_file(open_clip.create_model(f"local-dir:{clip_dir}").state_dict(), str(clip_dir / "open_clip_model.safetensors"))
+    save_file(open_clip.create_model(f"local-dir:{clip_dir}").state_dict(),
+              str(clip_dir / "open_clip_model.safetensors"))
     torch.manual_seed(0)
     pick = CLIPModel(ps.tiny_clip_config())
     pick.save_pretrained(root / "pick")
     proc = ps.write_processor(root / "processor")
     torch.manual_seed(1)
-    mps = save_mps(root / "mps.safetensors", CLIPModel(ps.tiny_clip_config()), MPSHead(dim=16, layers=2, heads=2, dim_head=8))
+    mps = save_mps(root / "mps.safetensors", CLIPModel(ps.tiny_clip_config()),
+                   MPSHead(dim=16, layers=2, heads=2, dim_head=8))
     torch.manual_seed(0)
     hps_path = root / "HPS_v2.1_compressed.pt"
     torch.save({"state_dict": open_clip.create_model("ViT-H-14", pretrained=None, **hp.TINY).state_dict()}, hps_path)
