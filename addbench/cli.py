@@ -71,6 +71,9 @@ def eval_cmd(
     rescore: bool = typer.Option(False, "--rescore", help="score again even if the record is complete"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved configuration (JSON) and exit"),
+    fast: bool = typer.Option(False, "--fast", help="fast generation path (CUDA graph, channels-last, SDPA; UNet "
+                                                    "bases; bf16-level pixel differences, so its own model hash)"),
+    score_batch: int = typer.Option(64, "--score-batch", help="images per scoring group (whole prompts)"),
 ):
     """Generate the suite's samples, score them and write record.json (re-run the same command to resume)."""
     sampler = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
@@ -79,6 +82,8 @@ def eval_cmd(
                      limit=limit, run_dir=str(run_dir) if run_dir else None)
     if batch_size is not None and batch_size < 1:
         raise AddbenchError("--batch-size must be >= 1")
+    if score_batch < 1:
+        raise AddbenchError("--score-batch must be >= 1")
     if dry_run:
         print(json.dumps(cfg.resolved(), indent=2))
         return
@@ -86,7 +91,7 @@ def eval_cmd(
 
     res = evaluate(model, suite, out_dir=out, device=_device(device), batch_size=batch_size, sampler_overrides=sampler,
                    dtype=dtype, limit=limit, run_dir=run_dir, progress=not no_progress, rescore=rescore,
-                   metric_overrides=cfg.metric_overrides)
+                   metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch)
     if _is_main() and res.record:
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""

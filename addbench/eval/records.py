@@ -9,7 +9,10 @@ record.json::
      "metrics": {"<metric id>": {"name", "value", "ci95": [lo, hi] | null, "higher_is_better",
                                  "convention", "kwargs", "n", "per": "sample"|"prompt"|"set",
                                  "by_category": {...} | absent}},
-     "provenance": {"libraries", "python", "device", "world_size", "git_commit", "timestamp", "command", "host"}}
+     "provenance": {"libraries", "python", "device", "world_size", "git_commit", "timestamp", "command", "host",
+                    "timing_s": {"load", "metrics_load", "wait_metrics", "generate", "score": {metric id: s},
+                                 "wait_io", "generated", "read", "loop", "sync", "split_bootstrap", "record",
+                                 "total"}}}   (seconds on rank 0; generated/read: sample counts)
 
 per_sample.parquet: one row per (prompt_index, seed): prompt_index, seed, prompt, image (path relative to
 the run dir), one column per per-sample metric id (per-prompt metrics repeat their value on every seed row).

@@ -1,21 +1,32 @@
 """generate -> write each sample once (PNG + provenance) -> score with the suite's metrics -> record.
 
-Run it again to resume: samples already on disk are skipped (PNG writes are atomic), scoring re-reads every
-PNG, so a killed run ends with exactly the per-sample results of an uninterrupted one. Under torchrun the
+Samples are scored in fixed groups of whole prompts (``score_batch`` images; the same groups whatever the
+generation batch size or what is already on disk). For each group the runner reads the samples already on
+disk, generates the missing ones (writing their PNGs from background threads, :class:`SampleWriter`) and hands
+the group to every metric as one :class:`~addbench.metrics.views.ImageBatch`, so each resize a metric needs
+runs once per group and is shared (GPU resizes on the metric device; PIL ones in a thread pool, started while
+the GPU generates the next group). PNGs are lossless, so a sample scores the same from memory or from disk.
+
+Run it again to resume: samples already on disk are skipped (PNG writes are atomic) and read back for scoring,
+so a killed run ends with exactly the per-sample results of an uninterrupted one. Under torchrun the
 prompts are split by prompt index (all seeds of a prompt on one rank); metric states meet in
-``Metric.sync()`` and rank 0 writes the record.
+``Metric.sync()`` and rank 0 writes the record, after every rank's PNGs are on disk.
 
 Noise: the sample for (prompt index i, suite seed s) is generated with seed ``s * 1_000_000 + i``, so
 prompts do not share their noise and every sample is reproducible alone (``noise_seed`` in the PNG chunk).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,12 +36,14 @@ from addbench.errors import AddbenchError
 from addbench.eval import records as rec
 from addbench.eval.distributed import Dist, all_ok, distributed
 from addbench.eval.provenance import environment
-from addbench.eval.samples import clean_tmp, read_png, resize, sample_name, write_png
+from addbench.eval.samples import SampleWriter, clean_tmp, read_png, resize, sample_name
+from addbench.metrics.views import ImageBatch
 from addbench.prompts import PromptSet, load_prompts
 from addbench.registry import METRICS
 from addbench.suites import Suite, load_suite, suite_hash
 
 CRASH_ENV = "ADDBENCH_TEST_CRASH_AFTER"  # test hook: raise after this many samples were written by this process
+SCORE_BATCH = 64  # images per scoring group (whole prompts)
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -39,6 +52,7 @@ DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16
 class EvalResult:
     run_dir: Path
     record: dict
+    timing: dict = field(default_factory=dict)  # seconds per phase on this rank (also in the record's provenance)
 
 
 def noise_seed(prompt_index: int, seed: int) -> int:
@@ -103,14 +117,23 @@ def metric_kwargs(suite: Suite, overrides: dict | None = None) -> list[dict]:
     return [{k: _expand(v, m.name) for k, v in {**m.kwargs, **overrides.get(m.name, {})}.items()} for m in suite.metrics]
 
 
-def _make_metrics(suite: Suite, device: str, overrides: dict | None = None) -> list:
+def metric_classes(suite: Suite, overrides: dict | None = None) -> list[tuple[type, dict]]:
+    """(class, constructor kwargs) of each suite metric; unknown names and missing $VARs fail here, at once."""
+    return [(METRICS.get(spec.name), kwargs) for spec, kwargs in zip(suite.metrics, metric_kwargs(suite, overrides))]
+
+
+def build_metrics(suite: Suite, classes: list[tuple[type, dict]], device: str) -> list:
+    """Construct the metrics (loads their networks); safe to run in a background thread."""
+    dev = torch.device(device)
     out = []
-    for spec, kwargs in zip(suite.metrics, metric_kwargs(suite, overrides)):
-        cls = METRICS.get(spec.name)
-        try:
-            out.append(cls(device=device, **kwargs))
-        except TypeError as exc:
-            raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: {exc}") from None
+    # the current CUDA device is per thread: a loader thread must be put on the metrics' device
+    with torch.cuda.device(dev) if dev.type == "cuda" and dev.index is not None else contextlib.nullcontext():
+        for spec, (cls, kwargs) in zip(suite.metrics, classes):
+            try:
+                out.append(cls(device=device, **kwargs))
+            except TypeError as exc:
+                raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: "
+                                    f"{exc}") from None
     return out
 
 
@@ -144,12 +167,46 @@ def _prepare_run_dir(d: Dist, run_dir: Path, config: dict) -> None:
     d.barrier()
 
 
+def default_io_workers() -> int:
+    """Threads for PNG writing and for CPU views, per process: this process's share of the CPU cores (2 to 16)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(2, min(16, (os.cpu_count() or 2) // max(1, local)))
+
+
+def _timed(fn, *args):
+    t = time.perf_counter()
+    return fn(*args), time.perf_counter() - t
+
+
+def _done(value):
+    """A zero-argument callable returning a finished future of ``value``."""
+    fut: Future = Future()
+    fut.set_result(value)
+    return lambda: fut
+
+
+def _make_fast(gen: Generator, fast) -> Generator:
+    from addbench.bases.fast import FastOptions, make_fast
+
+    if not hasattr(gen, "base"):
+        raise AddbenchError(f"--fast needs a diffusers UNet model (sd15, sd21, sdxl); {gen.name} has no base")
+    return make_fast(gen, fast if isinstance(fast, FastOptions) else FastOptions())
+
+
 def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "runs", device: str = "cpu",
              batch_size: int | None = None, sampler_overrides: dict | None = None, *, dtype: str | None = None,
              limit: int | None = None, run_dir: str | Path | None = None, metrics_device: str | None = None,
              progress: bool = True, rescore: bool = False, n_boot: int = 1000,
-             metric_overrides: dict | None = None) -> EvalResult:
-    """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {})."""
+             metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
+             io_workers: int | None = None, png_compress_level: int = 1, background_load: bool = True) -> EvalResult:
+    """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
+
+    ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
+    ``score_batch``: images per scoring group; ``io_workers``: threads for PNG writes and CPU views;
+    ``png_compress_level``: zlib level of the sample PNGs (file size and CPU time only, never pixels).
+    ``background_load``: load the metric networks in a thread while generation runs (else before it).
+    """
+    t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if suite.kind == "video":  # VBench-style suites: mp4 files, scored in the VBench env
         from addbench.video.runner import evaluate_video
@@ -158,9 +215,12 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     pset = load_prompts(suite)
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}
-    with distributed(device) as d:
-        metrics = _make_metrics(suite, metrics_device or d.device, metric_overrides)  # fail fast, before generating anything
+    with distributed(device) as d, ThreadPoolExecutor(1, thread_name_prefix="addbench-metrics") as loader:
+        mdev = metrics_device or d.device
+        classes = metric_classes(suite, metric_overrides)  # unknown metrics / kwargs fail now
         gen = _load_generator(model, d.device, dtype, overrides)
+        if fast:
+            gen = _make_fast(gen, fast)
         # default: the generator's own micro-batch, so no call is padded (results never depend on it)
         batch_size = batch_size or getattr(gen, "effective_micro_batch", None) or 8
         sampler = apply_sampler_overrides(gen.sampler, overrides)
@@ -174,73 +234,187 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         config = {"run_key": key, "model": str(model) if not isinstance(model, Generator) else gen.name,
                   "generator": gen.describe(), "sampler": sampler.to_dict(), "nfe": sampler.nfe,
                   "suite": suite.name, "suite_version": suite.version, "suite_config_sha256": suite.config_sha256,
-                  "prompt_sha256": pset.sha256, "limit": limit, "batch_size": batch_size, "device": device,
+                  "prompt_sha256": pset.sha256, "limit": limit, "batch_size": batch_size, "score_batch": score_batch,
+                  "device": device,
                   "dtype": dtype, "suite_config": suite.to_dict()}
         _prepare_run_dir(d, rdir, config)
-        samples_dir = rdir / "samples"
-        mine = d.shard(n_prompts)
-        prompts = pset.prompts
-        prov = {"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(),
-                "suite": suite.name, "suite_config_sha256": suite.config_sha256}
-
-        # ---- generate what is missing -------------------------------------------------------------
-        todo = [(i, s) for i in mine for s in suite.seeds if not (samples_dir / sample_name(i, s)).exists()]
-        crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
-        written = 0
-        n_mine = len(mine) * len(suite.seeds)
+        if d.is_main and record_path.exists():  # e.g. --rescore: the old record stands no longer
+            rec.atomic_write_json(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
+        timing = {"load": time.perf_counter() - t_start}
+        # The metric networks load in a thread while the generator works, started only after its first call (so
+        # never while another model loads: loaders patch process-wide state such as meta-device init, and never
+        # during a CUDA graph capture). A failed load stops the run at the next group; the samples stay.
+        load_metrics = lambda: loader.submit(_timed, build_metrics, suite, classes, mdev)  # noqa: E731
+        if not background_load:
+            load_metrics = _done(_timed(build_metrics, suite, classes, mdev))
+        loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size,
+                     prov={"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(),
+                           "suite": suite.name, "suite_config_sha256": suite.config_sha256})
+        t_loop = time.perf_counter()
         with _progress(progress and d.is_main) as bar:
-            task = bar.add_task(f"generate (rank {d.rank}/{d.world_size})", total=n_mine,
-                                completed=n_mine - len(todo))
-            for batch in _chunks(todo, batch_size):
-                images = gen.generate([prompts[i] for i, _ in batch], [noise_seed(i, s) for i, s in batch], sampler)
-                if images.shape[0] != len(batch):
-                    raise AddbenchError(f"generator {gen.name} returned {images.shape[0]} images for {len(batch)} prompts")
-                for (i, s), img in zip(batch, images.cpu()):
-                    write_png(samples_dir / sample_name(i, s), img,
-                              {**prov, "prompt": prompts[i], "prompt_index": i, "seed": s, "noise_seed": noise_seed(i, s)})
-                    written += 1
-                    if crash_after and written >= crash_after:
-                        raise RuntimeError(f"{CRASH_ENV}={crash_after}: simulated crash after {written} samples")
-                bar.advance(task, len(batch))
-
-            # ---- score every sample of this rank, whole prompts per batch (grouped metrics) -----------
-            if d.is_main:
-                rec.atomic_write_json(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
-            task = bar.add_task(f"score (rank {d.rank}/{d.world_size})", total=n_mine)
-            per_batch = max(1, batch_size // len(suite.seeds))
-            for group in _chunks(mine, per_batch):
-                keys = [(i, s) for i in group for s in suite.seeds]
-                imgs = []
-                for i, s in keys:
-                    img, meta = read_png(samples_dir / sample_name(i, s))
-                    if meta.get("model_hash") != gen.model_hash or meta.get("prompt") != prompts[i] \
-                            or meta.get("noise_seed") != noise_seed(i, s):
-                        raise AddbenchError(f"{samples_dir / sample_name(i, s)} was written by another model or prompt "
-                                            f"set; delete {rdir} or use another --out")
-                    imgs.append(img)
-                batch_imgs = resize(torch.stack(imgs), suite.resolution)
-                batch_prompts = [prompts[i] for i, _ in keys]
-                for m in metrics:
-                    m.update(batch_imgs, batch_prompts, keys)
-                bar.advance(task, len(keys))
+            loop.run(d.shard(n_prompts), bar, f"rank {d.rank}/{d.world_size}", score_batch,
+                     io_workers or default_io_workers(), png_compress_level)
+        timing.update(loop.timing, loop=time.perf_counter() - t_loop)
+        metrics = loop.metrics
+        t_sync = time.perf_counter()
         for m in metrics:
             m.sync()
+        t_boot = time.perf_counter()
+        _split_bootstrap(metrics, n_boot, d)
+        timing["sync"] = t_boot - t_sync
+        timing["split_bootstrap"] = time.perf_counter() - t_boot
         record: dict = {}
         if d.is_main:
             record = _write_record(rdir, gen, sampler, suite, pset, n_prompts, limit, key, metrics, device,
-                                   d.world_size, n_boot, metric_kwargs(suite, metric_overrides))
+                                   d.world_size, n_boot, metric_kwargs(suite, metric_overrides), timing, t_start)
         d.barrier()
-        return EvalResult(rdir, record)
+        timing["total"] = time.perf_counter() - t_start
+        return EvalResult(rdir, record, timing)
+
+
+def _split_bootstrap(metrics: list, n_boot: int, d: Dist) -> None:
+    """Under torchrun, metrics with ``bootstrap_values`` (FID: one DxD eigendecomposition per draw) compute
+    their bootstrap draws split over the ranks; rank 0 gets every value for the record (the same values one
+    process computes)."""
+    if d.world_size == 1:
+        return
+    import torch.distributed as dist
+
+    for m in metrics:
+        if not (hasattr(m, "bootstrap_values") and hasattr(m, "set_bootstrap_values") and getattr(m, "_feats", None)):
+            continue
+        if d.is_main and hasattr(m, "reference_stats"):
+            m.reference_stats()  # computed and cached once, before the other ranks look it up
+        d.barrier()
+        n = min(n_boot, getattr(m, "max_boot", n_boot))
+        gathered: list = [None] * d.world_size
+        dist.all_gather_object(gathered, m.bootstrap_values(n, 0, (d.rank, d.world_size)))
+        if d.is_main:
+            m.set_bootstrap_values(n, 0, {k: v for part in gathered for k, v in part.items()})
+
+
+class _Loop:
+    """Generate the missing samples of a rank and score all of them, one fixed group of whole prompts at a time.
+
+    Per group: PNGs on disk are read in the thread pool; the missing samples are generated (main thread) and
+    handed to the background ``SampleWriter``; then the *previous* group is scored while the pool assembles this
+    one (reads, resize to the suite resolution, CPU views) and the writer encodes its PNGs. ``load_metrics()``
+    (-> future of (metrics, seconds)) is called after the first group; until the metrics have loaded, generated
+    groups wait, up to ``MAX_AHEAD_BYTES`` of images.
+    """
+
+    MAX_AHEAD_BYTES = 4 << 30
+
+    def __init__(self, gen, sampler, load_metrics, suite, prompts, samples_dir: Path, device, batch_size: int,
+                 prov: dict):
+        self.gen, self.sampler, self.suite, self.prompts = gen, sampler, suite, prompts
+        self.samples_dir, self.device, self.batch_size, self.prov = samples_dir, device, batch_size, prov
+        self._load_metrics, self._metrics_future, self.metrics, self.views = load_metrics, None, None, []
+        self.timing: dict = {"generate": 0.0, "wait_io": 0.0, "wait_metrics": 0.0, "score": {},
+                             "generated": 0, "read": 0}
+
+    def _metrics_ready(self, pending, wait: bool = False) -> bool:
+        """True once the metrics have loaded (then their views are started for the waiting groups)."""
+        if self._metrics_future is None:
+            self._metrics_future = self._load_metrics()
+        if self.metrics is None and (wait or self._metrics_future.done()):
+            t = time.perf_counter()
+            self.metrics, self.timing["metrics_load"] = self._metrics_future.result()  # raises a failed load
+            self.timing["wait_metrics"] += time.perf_counter() - t
+            self.views = list(dict.fromkeys(v for m in self.metrics for v in getattr(m, "views", ())))
+            self.timing["score"] = {m.id: 0.0 for m in self.metrics}
+            for _, assembled, _ in pending:
+                assembled.result().prefetch(self.views)
+        return self.metrics is not None
+
+    def run(self, mine: list[int], bar, who: str, score_batch: int, workers: int, compress_level: int) -> None:
+        seeds = self.suite.seeds
+        n_mine = len(mine) * len(seeds)
+        n_todo = sum(not (self.samples_dir / sample_name(i, s)).exists() for i in mine for s in seeds)
+        gen_task = bar.add_task(f"generate ({who})", total=n_mine, completed=n_mine - n_todo)
+        score_task = bar.add_task(f"score ({who})", total=n_mine)
+        crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
+        with ThreadPoolExecutor(workers, thread_name_prefix="addbench-io") as pool, \
+                SampleWriter(workers, 4 * max(score_batch, self.batch_size), compress_level, crash_after) as writer:
+            pending: deque = deque()  # (keys, future of the assembled ImageBatch, bytes held)
+            for group in _chunks(mine, max(1, score_batch // len(seeds))):
+                keys = [(i, s) for i in group for s in seeds]
+                images = self._start_group(keys, pool, writer, bar, gen_task)
+                views = self.views if self._metrics_ready(pending) else None
+                nbytes = sum(im.numel() for im in images if isinstance(im, torch.Tensor))
+                pending.append((keys, pool.submit(self._assemble, images, pool, views), nbytes))
+                # score all but the newest group (it assembles while the GPU generates the next one)
+                while len(pending) > 1 and (self._metrics_ready(pending)
+                                            or sum(b for *_, b in pending) > self.MAX_AHEAD_BYTES):
+                    self._metrics_ready(pending, wait=True)
+                    self._score(*pending.popleft()[:2], bar, score_task)
+            self._metrics_ready(pending, wait=True)
+            while pending:
+                self._score(*pending.popleft()[:2], bar, score_task)
+
+    def _start_group(self, keys, pool, writer: SampleWriter, bar, gen_task) -> list:
+        """Futures of the samples on disk, tensors of the ones generated now (their PNGs go to the writer)."""
+        paths = [self.samples_dir / sample_name(i, s) for i, s in keys]
+        images: list = [pool.submit(self._read, p, i, s) if p.exists() else None for p, (i, s) in zip(paths, keys)]
+        missing = [j for j, im in enumerate(images) if im is None]
+        self.timing["read"] += len(keys) - len(missing)
+        for chunk in _chunks(missing, self.batch_size):
+            t = time.perf_counter()
+            out = self.gen.generate([self.prompts[keys[j][0]] for j in chunk], [noise_seed(*keys[j]) for j in chunk],
+                                    self.sampler)
+            self.timing["generate"] += time.perf_counter() - t
+            if out.shape[0] != len(chunk):
+                raise AddbenchError(f"generator {self.gen.name} returned {out.shape[0]} images for {len(chunk)} "
+                                    f"prompts")
+            for j, img in zip(chunk, out.cpu()):
+                i, s = keys[j]
+                writer.submit(paths[j], img, {**self.prov, "prompt": self.prompts[i], "prompt_index": i, "seed": s,
+                                              "noise_seed": noise_seed(i, s)})
+                images[j] = img
+            self.timing["generated"] += len(chunk)
+            bar.advance(gen_task, len(chunk))
+        return images
+
+    def _read(self, path: Path, i: int, s: int) -> torch.Tensor:
+        img, meta = read_png(path)
+        if meta.get("model_hash") != self.prov["model_hash"] or meta.get("prompt") != self.prompts[i] \
+                or meta.get("noise_seed") != noise_seed(i, s):
+            raise AddbenchError(f"{path} was written by another model or prompt set; delete {path.parent.parent} "
+                                f"or use another --out")
+        return img
+
+    def _assemble(self, images: list, pool, views) -> ImageBatch:
+        """(In the pool.) The group as one uint8 batch at the suite resolution, CPU views started."""
+        batch = resize(torch.stack([im.result() if isinstance(im, Future) else im for im in images]),
+                       self.suite.resolution)
+        out = ImageBatch(batch, self.device, pool)
+        out.prefetch(views or ())
+        return out
+
+    def _score(self, keys, assembled: Future, bar, score_task) -> None:
+        t = time.perf_counter()
+        batch = assembled.result()
+        self.timing["wait_io"] += time.perf_counter() - t
+        prompts = [self.prompts[i] for i, _ in keys]
+        for m in self.metrics:
+            t = time.perf_counter()
+            if hasattr(m, "update_batch"):
+                m.update_batch(batch, prompts, keys)
+            else:
+                m.update(batch.images, prompts, keys)
+            self.timing["score"][m.id] += time.perf_counter() - t
+        bar.advance(score_task, len(keys))
 
 
 def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, pset: PromptSet, n_prompts: int,
                   limit: int | None, key: str, metrics: list, device: str, world_size: int, n_boot: int,
-                  kwargs: list[dict]) -> dict:
+                  kwargs: list[dict], timing: dict, t_start: float) -> dict:
     rows = [{"prompt_index": i, "seed": s, "prompt": pset.records[i]["prompt"],
              "image": f"samples/{sample_name(i, s)}", "category": pset.records[i].get("category")}
             for i in range(n_prompts) for s in suite.seeds]
     df = rec.per_sample_frame(rows, metrics)
     entries = {}
+    t = time.perf_counter()
     for m, kw in zip(metrics, kwargs):
         entry = rec.metric_entry(m, kw, n_boot=n_boot)
         cats = rec.by_category(df, m.id)
@@ -250,6 +424,7 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
     if df["category"].isna().all():
         df = df.drop(columns=["category"])
     rec.write_per_sample(rdir / "per_sample.parquet", df)
+    timing["record"] = time.perf_counter() - t  # metric values + bootstrap CIs + parquet
     record = {
         "format": rec.FORMAT, "complete": True, "run_key": key,
         "model": {**gen.describe(), "sampler": sampler.to_dict(), "nfe": sampler.nfe},
@@ -258,7 +433,8 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
                   "n_prompts": n_prompts, "seeds": list(suite.seeds), "noise_seed": "seed * 1000000 + prompt_index",
                   "resolution": suite.resolution, "limit": limit},
         "metrics": entries,
-        "provenance": environment(device, world_size),
+        "provenance": {**environment(device, world_size),
+                       "timing_s": {**timing, "total": time.perf_counter() - t_start}},
     }
     rec.atomic_write_json(rdir / "record.json", record)
     return record

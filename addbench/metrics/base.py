@@ -12,6 +12,9 @@ Contract with the eval runner
 * ``update(images, prompts, keys)``: images uint8 (N, 3, H, W) CPU tensor; prompts list[str];
   keys list[(prompt_index, seed)]. Grouped metrics (``grouped = True``) receive all seeds of a prompt
   in one call.
+* ``update_batch(batch, prompts, keys)``: the same from an :class:`~addbench.metrics.views.ImageBatch`, which
+  the runner shares between all metrics so each resize (``batch.get(view)``) is computed once; a metric lists
+  the views it reads in ``views`` (the runner starts CPU views early). Default: ``update(batch.images, ...)``.
 * after all updates on every rank: ``sync()`` (no-op without torch.distributed), then
   ``compute()`` / ``per_sample()`` / ``bootstrap()`` on rank 0.
 * ``id`` names the metric with its backbone and convention, e.g. ``clip_score[ViT-g-14/laion2b_s34b_b88k,x100]``.
@@ -31,6 +34,7 @@ class Metric:
     name: ClassVar[str] = "metric"
     higher_is_better: ClassVar[bool] = True
     grouped: ClassVar[bool] = False  # needs every seed of a prompt in the same update call
+    views: tuple = ()  # shared image views (addbench.metrics.views) that update_batch reads
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -66,6 +70,10 @@ class Metric:
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
         raise NotImplementedError
+
+    def update_batch(self, batch, prompts: list[str], keys: list[Key]) -> None:
+        """``update`` from a shared ``ImageBatch`` (views computed once for all metrics); override to read views."""
+        self.update(batch.images, prompts, keys)
 
     def compute(self) -> float:
         raise NotImplementedError

@@ -9,7 +9,9 @@ the id (``clip_score[ViT-g-14/laion2b_s34b_b88k,x100]``):
 * ``"w2.5"``: Hessel et al.'s CLIP-S = 2.5·max(cos, 0).
 
 Images go through the model's own open_clip eval transform (PIL bicubic resize of the short side, center
-crop, mean/std), prompts through its tokenizer (truncated to the context length). Default backbone
+crop, mean/std), prompts through its tokenizer (truncated to the context length). For square images the
+transform is one PIL bicubic resize, shared with the other CLIP-family metrics (:mod:`addbench.metrics.views`),
+then ``ToTensor``'s ``/255`` and ``Normalize`` on the device: the same pixels, bit for bit. Default backbone
 ViT-g-14 / laion2b_s34b_b88k (ADD's protocol); weights load from local files only
 (:mod:`addbench.metrics.openclip_loading`).
 """
@@ -21,8 +23,30 @@ from PIL import Image
 from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
 from addbench.metrics.openclip_loading import load_open_clip
+from addbench.metrics.views import ImageBatch, PilResize, as_batch
 
 CONVENTIONS = ("cosine", "x100", "w2.5")
+
+
+def open_clip_view(preprocess) -> tuple[PilResize, tuple, tuple] | None:
+    """(view, mean, std) when ``preprocess`` is open_clip's standard eval transform (bicubic Resize(S) of a PIL
+    image, CenterCrop(S), RGB, ToTensor, Normalize), so square images need only the shared resize; else None."""
+    from torchvision import transforms as T
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 4:
+        return None
+    resize, crop, *middle, to_tensor, norm = steps
+    if not (isinstance(resize, T.Resize) and isinstance(crop, T.CenterCrop) and isinstance(to_tensor, T.ToTensor)
+            and isinstance(norm, T.Normalize)):
+        return None
+    size = resize.size if isinstance(resize.size, int) else (resize.size[0] if len(set(resize.size)) == 1 else None)
+    rgb_only = all(type(t).__name__ == "MaybeConvertMode" or getattr(t, "__name__", "") == "_convert_to_rgb"
+                   for t in middle)
+    if (size is None or resize.interpolation != T.InterpolationMode.BICUBIC or resize.max_size is not None
+            or tuple(crop.size) != (size, size) or not rgb_only):
+        return None
+    return PilResize(int(size)), tuple(norm.mean), tuple(norm.std)
 
 
 def apply_convention(cos: torch.Tensor, convention: str) -> torch.Tensor:
@@ -48,21 +72,33 @@ class CLIPScore(Metric):
         self.conv = convention
         self.batch_size = batch_size
         self.bundle = load_open_clip(model, pretrained, self.device, precision)
+        found = open_clip_view(self.bundle.preprocess)
+        self.view, self._norm = (found[0], found[1:]) if found else (None, None)
+        self.views = (self.view,) if self.view else ()
 
     def convention(self) -> str:
         return f"{self.bundle.id},{self.conv}"
 
+    def _pixels(self, batch: ImageBatch, i: int, dtype) -> torch.Tensor:
+        """Model input of images i..i+batch_size: the shared view + ToTensor/Normalize, or the transform per image."""
+        if self.view is not None and batch.square:
+            mean, std = (torch.tensor(v, dtype=torch.float32, device=self.device).view(3, 1, 1) for v in self._norm)
+            x = batch.get(self.view)[i:i + self.batch_size].float().div(255)
+            return ((x - mean) / std).to(dtype)
+        pil = [Image.fromarray(a) for a in batch.images[i:i + self.batch_size].permute(0, 2, 3, 1).numpy()]
+        return torch.stack([self.bundle.preprocess(p) for p in pil]).to(self.device, dtype)
+
     @torch.no_grad()
-    def cosine(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def cosine(self, images: torch.Tensor | ImageBatch, prompts: list[str]) -> torch.Tensor:
         """Cosine similarity (N,) of each image with its prompt."""
-        if images.dtype != torch.uint8 or images.ndim != 4 or len(prompts) != images.shape[0]:
-            raise AddbenchError(f"clip_score: need uint8 (N,3,H,W) images and N prompts; got "
-                                f"{tuple(images.shape)} {images.dtype} and {len(prompts)} prompts")
+        batch = as_batch(images, self.device)
+        if len(prompts) != len(batch):
+            raise AddbenchError(f"clip_score: need N uint8 (N,3,H,W) images and N prompts; got "
+                                f"{tuple(batch.images.shape)} and {len(prompts)} prompts")
         model, dtype = self.bundle.model, next(self.bundle.model.parameters()).dtype
         out = []
         for i in range(0, len(prompts), self.batch_size):
-            pil = [Image.fromarray(a) for a in images[i:i + self.batch_size].permute(0, 2, 3, 1).cpu().numpy()]
-            x = torch.stack([self.bundle.preprocess(p) for p in pil]).to(self.device, dtype)
+            x = self._pixels(batch, i, dtype)
             t = self.bundle.tokenizer(prompts[i:i + self.batch_size]).to(self.device)
             img = torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1)
             txt = torch.nn.functional.normalize(model.encode_text(t).float(), dim=-1)
@@ -70,7 +106,10 @@ class CLIPScore(Metric):
         return torch.cat(out)
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        self._record(keys, apply_convention(self.cosine(images, prompts), self.conv))
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        self._record(keys, apply_convention(self.cosine(batch, prompts), self.conv))
 
     def compute(self) -> float:
         if not self.scores:

@@ -2,7 +2,11 @@
 
 Features and resizing come from :mod:`addbench.metrics.features` (clean-fid's InceptionV3 and clean
 resize by default; ``features="open_clip:<spec>"`` for CLIP-feature FID), reference statistics from
-:mod:`addbench.metrics.refstats` (computed once, cached by a content key).
+:mod:`addbench.metrics.refstats` (computed once, cached by a content key). Generated images are resized in
+one batched call on the metric device (:class:`~addbench.metrics.views.TorchResize`): for ``clean``, torch's
+antialiased bicubic, which is PIL's float bicubic (clean-fid's resizer) to within 3e-3 of 255 per pixel; for
+``legacy_pytorch``, clean-fid's own torch bilinear call. ``legacy_tensorflow`` and extractors without a square
+input size keep clean-fid's per-image resizer.
 
 State, reducible across ranks with one all-reduce: ``_sum`` (feature sum, float64), ``_outer`` (sum of
 outer products featᵀ·feat, float64), ``_count``. The covariance is the unbiased one (as ``np.cov``).
@@ -26,6 +30,7 @@ from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
 from addbench.metrics.features import build_extractor, extract, make_resizer
 from addbench.metrics.refstats import RefStats, get_reference_stats
+from addbench.metrics.views import ImageBatch, TorchResize
 
 
 def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
@@ -64,6 +69,15 @@ def kernel_distance(gen, ref, num_subsets: int = 100, max_subset_size: int = 100
     return t / num_subsets / m
 
 
+def batched_resize(resize: str, size) -> TorchResize | None:
+    """The batched on-device resize that stands for clean-fid's ``resize`` mode at a square ``size``, or None."""
+    if size is None or resize == "legacy_tensorflow" or size[0] != size[1]:
+        return None
+    if resize == "clean":
+        return TorchResize(tuple(size), "bicubic", antialias=True, clamp=(0.0, 255.0))
+    return TorchResize(tuple(size), "bilinear", antialias=False, clamp=(0.0, 255.0))  # legacy_pytorch
+
+
 class _FeatureSetMetric(Metric):
     """Shared by FID and KID: extractor, resize, reducible feature moments, per-sample features."""
 
@@ -77,9 +91,12 @@ class _FeatureSetMetric(Metric):
         self.resize = resize
         self.extractor = build_extractor(features, self.device, weights, resize)
         self.resizer = make_resizer(resize, self.extractor.input_size)
+        self.view = batched_resize(resize, self.extractor.input_size)
+        self.views = (self.view,) if self.view else ()
         self.reference, self.cache_dir = reference, cache_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self._ref: RefStats | None = None
+        self._given_boot: dict = {}
         self.add_state("_sum", torch.zeros(0, dtype=torch.float64), "sum")
         self.add_state("_outer", torch.zeros(0, 0, dtype=torch.float64), "sum")
         self.add_state("_count", torch.zeros((), dtype=torch.float64), "sum")
@@ -94,10 +111,25 @@ class _FeatureSetMetric(Metric):
                 "reference": None if self._ref is None else self._ref.source}
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        if len(keys) != images.shape[0]:
-            raise AddbenchError(f"{self.name}: {images.shape[0]} images but {len(keys)} keys")
-        f = extract(images, self.extractor, self.resizer, self.batch_size)
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    @torch.no_grad()
+    def _extract(self, batch: ImageBatch) -> torch.Tensor:
+        """Features (N, D) float32 (on the device when the view path runs, else on the CPU)."""
+        if self.view is None:
+            return extract(batch.images, self.extractor, self.resizer, self.batch_size)
+        x = batch.get(self.view)
+        if not hasattr(self.extractor, "device"):  # a custom extractor object: hand it CPU tensors, as before
+            x = x.cpu()
+        return torch.cat([torch.as_tensor(self.extractor(x[i:i + self.batch_size])).detach().float()
+                          for i in range(0, x.shape[0], self.batch_size)])
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        if len(keys) != len(batch):
+            raise AddbenchError(f"{self.name}: {len(batch)} images but {len(keys)} keys")
+        f = self._extract(batch)
         f64 = f.to(self.device, torch.float64)
+        f = f.cpu()
         if self._sum.numel() == 0:  # feature width is known at the first batch
             self._sum = torch.zeros(f.shape[1], dtype=torch.float64, device=self.device)
             self._outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=self.device)
@@ -121,17 +153,26 @@ class _FeatureSetMetric(Metric):
             raise AddbenchError(f"{self.name}: no images were scored")
         return torch.cat(self._feats), torch.cat(self._feat_keys)
 
-    def _resampled(self, n_boot: int, seed: int):
-        """Yield feature matrices of bootstrap draws of prompts (all seeds of a drawn prompt, with repeats);
-        the draws are the same as ``Metric.resample_prompts`` makes."""
-        feats, keys = self.features()
+    def _draw_rows(self, n_boot: int, seed: int) -> list[np.ndarray]:
+        """Feature rows of each bootstrap draw of prompts (all seeds of a drawn prompt, in draw order, with
+        repeats); the draws are the same as ``Metric.resample_prompts`` makes."""
+        _, keys = self.features()
         prompts = keys[:, 0].numpy()
-        uniq = np.unique(prompts)
-        rows = {p: np.flatnonzero(prompts == p) for p in uniq}
+        order = np.argsort(prompts, kind="stable")  # a prompt's rows, ascending, are one block
+        uniq, starts, counts = np.unique(prompts[order], return_index=True, return_counts=True)
         rng = np.random.default_rng(seed)
+        out = []
         for _ in range(n_boot):
-            draw = uniq[rng.integers(0, len(uniq), len(uniq))]
-            yield feats[np.concatenate([rows[p] for p in draw])]
+            sel = rng.integers(0, len(uniq), len(uniq))
+            c = counts[sel]
+            out.append(order[np.repeat(starts[sel] - np.cumsum(c) + c, c) + np.arange(c.sum())])
+        return out
+
+    def _resampled(self, n_boot: int, seed: int):
+        """Yield feature matrices (CPU) of the bootstrap draws of ``_draw_rows``."""
+        feats = self.features()[0]
+        for rows in self._draw_rows(n_boot, seed):
+            yield feats[rows]
 
     def sync(self) -> None:
         """A rank that scored nothing still has empty moment states: size them before the all-reduce."""
@@ -168,20 +209,35 @@ class FID(_FeatureSetMetric):
                                 f"{ref.mu.shape[0]}; the stats were made with another extractor")
         return frechet_distance(mu, sigma, ref.mu, ref.sigma, self.device)
 
+    def bootstrap_values(self, n_boot: int, seed: int = 0, part: tuple[int, int] = (0, 1)) -> dict[int, float]:
+        """FID of bootstrap draws ``i`` with ``i % part[1] == part[0]`` (ranks split the draws; a draw's value
+        does not depend on the split). Features stay on the device; each draw gathers its rows there."""
+        ref = self.reference_stats()
+        mu2 = torch.as_tensor(ref.mu, dtype=torch.float64, device=self.device)
+        sigma2 = torch.as_tensor(ref.sigma, dtype=torch.float64, device=self.device)
+        root = _sqrt_psd(sigma2)
+        feats = self.features()[0].to(self.device, torch.float64)
+        out = {}
+        for i, rows in enumerate(self._draw_rows(n_boot, seed)):
+            if i % part[1] == part[0]:
+                f = feats[torch.from_numpy(rows).to(self.device)]
+                out[i] = frechet_distance(f.mean(0), torch.cov(f.T), mu2, sigma2, self.device, root)
+        return out
+
     def bootstrap(self, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float] | None:
         """Percentile CI of FID over prompts resampled with replacement (reference stats held fixed), with
         min(n_boot, max_boot) draws: each costs one DxD eigendecomposition (2048² float64: ~0.1 s on a GPU,
-        seconds on a CPU)."""
+        seconds on a CPU). Values handed over by ``set_bootstrap_values`` (the runner splits the draws
+        over its ranks) are used when they are for the same draws."""
         if not self._feats:
             return None
-        ref = self.reference_stats()
-        root = _sqrt_psd(torch.as_tensor(ref.sigma, dtype=torch.float64, device=self.device))
-        values = []
-        for f in self._resampled(min(n_boot, self.max_boot), seed):
-            f = f.to(self.device, torch.float64)
-            values.append(frechet_distance(f.mean(0), torch.cov(f.T), ref.mu, ref.sigma, self.device, root))
-        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        n = min(n_boot, self.max_boot)
+        values = self._given_boot.get((n, seed)) or self.bootstrap_values(n, seed)
+        lo, hi = np.quantile([values[i] for i in range(n)], [alpha / 2, 1 - alpha / 2])
         return float(lo), float(hi)
+
+    def set_bootstrap_values(self, n_boot: int, seed: int, values: dict[int, float]) -> None:
+        self._given_boot[(min(n_boot, self.max_boot), seed)] = dict(values)
 
 
 class KID(_FeatureSetMetric):

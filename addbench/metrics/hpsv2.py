@@ -9,7 +9,9 @@ hub repo ``xswu/HPSv2``; a dict whose ``"state_dict"`` holds every weight of the
   ``CenterCrop(224)`` -> normalise with OpenAI CLIP mean/std (hpsv2's ``image_transform(is_train=False)``).
   We resize the float tensor as hpsv2 does; ``antialias`` follows today's torchvision default (True); the
   torchvision of hpsv2's time did not antialias tensors, so pass ``antialias=False`` to reproduce that
-  (the id then says ``noaa``).
+  (the id then says ``noaa``). For square images (where the centre crop is the identity) this runs batched
+  on the metric device as a shared :class:`~addbench.metrics.views.TorchResize` view: the same
+  ``F.interpolate`` call torchvision makes.
 * text: open_clip's ``ViT-H-14`` tokenizer (77 tokens).
 * score: ``image_features @ text_features.T`` of the *normalised* features, diagonal: a plain cosine,
   no ``logit_scale``. Papers (HPSv2 leaderboard, DMD2 / DMDX tables, e.g. 27.70) report it x100, so by
@@ -29,6 +31,7 @@ import torch
 
 from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
+from addbench.metrics.views import ImageBatch, TorchResize, as_batch
 
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 HPS_REPO = "xswu/HPSv2"
@@ -65,8 +68,10 @@ def checkpoint_state_dict(obj) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | None = None):
+def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | None = None, device="cpu"):
     import open_clip
+
+    from addbench.metrics.openclip_loading import built_on
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -74,7 +79,8 @@ def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | No
         raise AddbenchError(f"HPSv2 checkpoint {path} could not be read as tensors only ({type(exc).__name__}); "
                             f"re-download it") from None
     sd = checkpoint_state_dict(obj)
-    model = open_clip.create_model(arch, pretrained=None, device="cpu", **(arch_overrides or {}))
+    with built_on(device):
+        model = open_clip.create_model(arch, pretrained=None, device=device, **(arch_overrides or {}))
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -109,23 +115,33 @@ class HPSv2(Metric):
         self.version, self.scale, self.batch_size = version, float(scale), int(batch_size)
         self.antialias, self.amp, self.arch = bool(antialias), bool(amp), arch
         self.checkpoint = find_checkpoint(version, checkpoint)
-        self.model, self.tokenizer = load_hps_model(self.checkpoint, arch, arch_overrides)
+        self.model, self.tokenizer = load_hps_model(self.checkpoint, arch, arch_overrides, self.device)
         self.model.to(self.device)
         size = self.model.visual.image_size
         self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.view = TorchResize((self.image_size, self.image_size), "bicubic", self.antialias, divide=255.0)
+        self.views = (self.view,)
+        self._mean = torch.tensor(OPENAI_MEAN, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(OPENAI_STD, dtype=torch.float32, device=self.device).view(3, 1, 1)
 
     def convention(self) -> str:
         scale = "" if self.scale == 1 else f"*{self.scale:g}"
         return f"{self.version},{self.arch},cos{scale}" + ("" if self.antialias else ",noaa")
 
+    def _pixels(self, batch: ImageBatch, start: int, stop: int) -> torch.Tensor:
+        if self.view is not None and batch.square:  # Resize(S) of a square image: (S, S), the crop is the identity
+            return (batch.get(self.view)[start:stop] - self._mean) / self._std
+        return hps_preprocess(batch.images[start:stop], self.image_size, self.antialias).to(self.device)
+
     @torch.no_grad()
-    def score(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        if len(images) != len(prompts):
-            raise AddbenchError(f"{len(images)} images but {len(prompts)} prompts")
+    def score(self, images: torch.Tensor | ImageBatch, prompts: list[str]) -> torch.Tensor:
+        batch = as_batch(images, self.device)
+        if len(batch) != len(prompts):
+            raise AddbenchError(f"{len(batch)} images but {len(prompts)} prompts")
         out = []
         use_amp = self.amp and self.device.type == "cuda"
         for s in range(0, len(prompts), self.batch_size):
-            pix = hps_preprocess(images[s:s + self.batch_size], self.image_size, self.antialias).to(self.device)
+            pix = self._pixels(batch, s, s + self.batch_size)
             tok = self.tokenizer(list(prompts[s:s + self.batch_size])).to(self.device)
             with torch.autocast("cuda", enabled=use_amp):
                 img = self.model.encode_image(pix, normalize=True)
@@ -134,7 +150,10 @@ class HPSv2(Metric):
         return torch.cat(out) if out else torch.zeros(0)
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        self._record(keys, self.score(images, prompts))
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        self._record(keys, self.score(batch, prompts))
 
     def compute(self) -> float:
         return float(np.mean(self.scores)) if self.scores else float("nan")

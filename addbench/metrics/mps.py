@@ -44,7 +44,8 @@ from torch import nn
 
 from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
-from addbench.metrics.pickscore import CLIP_H_PROCESSOR, load_clip_processor, to_pil
+from addbench.metrics.pickscore import CLIP_H_PROCESSOR, ClipPixels, load_clip_processor
+from addbench.metrics.views import ImageBatch, as_batch
 
 OVERALL_CONDITION = ("light, color, clarity, tone, style, ambiance, artistry, shape, face, hair, hands, limbs, "
                      "structure, instance, texture, quantity, attributes, position, number, location, word, things.")
@@ -179,7 +180,8 @@ def _plain(obj):
 
 
 def clip_config_dict(config_stub) -> dict:
-    """The pickled transformers CLIPConfig's public fields, as a dict CLIPConfig(**d) accepts today."""
+    """The pickled transformers CLIPConfig's public fields (or a ``CLIPConfig.to_dict()``), as a dict
+    CLIPConfig(**d) accepts today."""
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
     raw = _plain(config_stub)
@@ -194,24 +196,37 @@ def clip_config_dict(config_stub) -> dict:
 
 def convert(src: str | Path, dst: str | Path) -> Path:
     """Official pickled MPS model -> safetensors (``clip.*``, ``head.*``; CLIP config in the metadata)."""
-    from safetensors.torch import save_file
-
     from addbench.metrics.safe_unpickle import module_state_dict, safe_load, stub_attr
 
     root, _ = safe_load(src)
     tensors = convert_state_dict(module_state_dict(root))
-    meta = {"format": FORMAT, "source": Path(src).name,
-            "clip_config": json.dumps(clip_config_dict(stub_attr(root, "model.config")))}
+    return _write(dst, tensors, clip_config_dict(stub_attr(root, "model.config")), Path(src).name)
+
+
+def save_mps(dst: str | Path, clip, head: "MPSHead", source: str = "in-memory modules") -> Path:
+    """A converted-format file from a transformers ``CLIPModel`` and an :class:`MPSHead` (random-weight
+    benchmarks and tests write the file real runs load)."""
+    tensors = {**{f"clip.{k}": v for k, v in clip.state_dict().items()},
+               **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    return _write(dst, tensors, clip_config_dict(clip.config.to_dict()), source)
+
+
+def _write(dst: str | Path, tensors: dict, clip_config: dict, source: str) -> Path:
+    from safetensors.torch import save_file
+
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "source": source, "clip_config": json.dumps(clip_config)}
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(dst), metadata=meta)
     return dst
 
 
-def load_mps(path: str | Path):
-    """(transformers CLIPModel, MPSHead) from a converted safetensors file."""
+def load_mps(path: str | Path, device="cpu"):
+    """(transformers CLIPModel, MPSHead) from a converted safetensors file, built on ``device``."""
     from safetensors import safe_open
     from transformers import CLIPConfig, CLIPModel
+
+    from addbench.metrics.openclip_loading import built_on
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -225,9 +240,10 @@ def load_mps(path: str | Path):
         if meta.get("format") != FORMAT:
             raise AddbenchError(f"{path} was not written by `addbench.metrics.mps convert` (format {meta.get('format')})")
         sd = {k: f.get_tensor(k) for k in f.keys()}
-    clip = CLIPModel(CLIPConfig(**json.loads(meta["clip_config"])))
     head_sd = {k[5:]: v for k, v in sd.items() if k.startswith("head.")}
-    head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
+    with built_on(device):
+        clip = CLIPModel(CLIPConfig(**json.loads(meta["clip_config"])))
+        head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
     for module, part in ((clip, {k[5:]: v for k, v in sd.items() if k.startswith("clip.")}), (head, head_sd)):
         missing, unexpected = module.load_state_dict(part, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
@@ -248,9 +264,11 @@ class MPS(Metric):
         self.condition, self.mask_threshold, self.batch_size = condition, float(mask_threshold), int(batch_size)
         self.dtype = getattr(torch, dtype)
         self.image_processor, self.tokenizer = load_clip_processor(processor, "MPS processor")
-        self.clip, self.head = load_mps(checkpoint)
+        self.clip, self.head = load_mps(checkpoint, self.device)
         self.clip.to(self.device, self.dtype)
         self.head.to(self.device, self.dtype)
+        self.pixels = ClipPixels(self.image_processor, self.device, self.dtype)
+        self.views = (self.pixels.view,) if self.pixels.view else ()
 
     def convention(self) -> str:
         cond = "overall" if self.condition == OVERALL_CONDITION else "custom-condition"
@@ -265,14 +283,14 @@ class MPS(Metric):
         return self.clip.text_projection(out.last_hidden_state), self.clip.text_projection(out.pooler_output)
 
     @torch.no_grad()
-    def score(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        if len(images) != len(prompts):
-            raise AddbenchError(f"{len(images)} images but {len(prompts)} prompts")
+    def score(self, images: torch.Tensor | ImageBatch, prompts: list[str]) -> torch.Tensor:
+        batch = as_batch(images, self.device)
+        if len(batch) != len(prompts):
+            raise AddbenchError(f"{len(batch)} images but {len(prompts)} prompts")
         cond_f, _ = self._text(self._tokens([self.condition]))
         out = []
         for s in range(0, len(prompts), self.batch_size):
-            pix = self.image_processor(images=to_pil(images[s:s + self.batch_size]), return_tensors="pt")
-            pix = pix["pixel_values"].to(self.device, self.dtype)
+            pix = self.pixels(batch, s, s + self.batch_size)
             text_f, text_eos = self._text(self._tokens(list(prompts[s:s + self.batch_size])))
             img_f = self.clip.visual_projection(self.clip.vision_model(pixel_values=pix).last_hidden_state)
             sim = torch.einsum("bid,jd->bji", text_f, cond_f[0]).amax(dim=1, keepdim=True)  # (b, 1, 77)
@@ -285,7 +303,10 @@ class MPS(Metric):
         return torch.cat(out) if out else torch.zeros(0)
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        self._record(keys, self.score(images, prompts))
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        self._record(keys, self.score(batch, prompts))
 
     def compute(self) -> float:
         return float(np.mean(self.scores)) if self.scores else float("nan")

@@ -8,7 +8,10 @@ with the projected pooled embeddings of transformers' ``CLIPModel`` (``yuvalkirs
 processor of ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (resize shortest side to 224 bicubic, centre crop,
 CLIP mean/std; text padded/truncated to 77 tokens). ``logit_scale.exp()`` is about 100, so scores are
 around 20-23 for good SDXL-class samples. Images arrive as uint8 tensors and go through PIL, as the
-snippet's images do; the PIL image processor is used where transformers ships one.
+snippet's images do; the PIL image processor is used where transformers ships one. For square images with the
+standard CLIP processor config, its PIL resize is the shared view of :mod:`addbench.metrics.views` (computed
+once for CLIP score, PickScore and MPS) and its rescale + normalise are redone on the device in the same
+arithmetic (float64 ``x * rescale_factor`` cast to float32, then ``(x - mean) / std``): the same pixels, bit for bit.
 
 Weights load with ``from_pretrained`` from a local directory or the Hugging Face cache (``HF_HUB_OFFLINE=1``
 is respected); a missing one raises :class:`AddbenchError` naming it.
@@ -25,6 +28,7 @@ from PIL import Image
 
 from addbench.errors import AddbenchError
 from addbench.metrics.base import Key, Metric
+from addbench.metrics.views import ImageBatch, PilResize, as_batch
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 CLIP_H_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -58,6 +62,42 @@ def load_clip_processor(name_or_path: str, what: str):
             from_pretrained_or_error(transformers.AutoTokenizer, name_or_path, what))
 
 
+class ClipPixels:
+    """CLIP ``pixel_values`` of uint8 images: transformers' PIL processor per image, or, for square images and
+    the standard config (see :func:`processor_view`), the shared PIL resize view + the processor's arithmetic."""
+
+    def __init__(self, image_processor, device, dtype):
+        self.processor, self.device, self.dtype = image_processor, torch.device(device), dtype
+        found = processor_view(image_processor)
+        self.view = found[0] if found else None
+        self._rescale, self._mean, self._std = found[1:] if found else (None, None, None)
+
+    def __call__(self, batch: ImageBatch, start: int, stop: int) -> torch.Tensor:
+        if self.view is not None and batch.square:
+            x = (batch.get(self.view)[start:stop].double() * self._rescale).float()
+            mean, std = (torch.tensor(v, dtype=torch.float32, device=self.device).view(3, 1, 1)
+                         for v in (self._mean, self._std))
+            return ((x - mean) / std).to(self.dtype)
+        pix = self.processor(images=to_pil(batch.images[start:stop]), return_tensors="pt")
+        return pix["pixel_values"].to(self.device, self.dtype)
+
+
+def processor_view(p) -> tuple[PilResize, float, tuple, tuple] | None:
+    """(view, rescale_factor, mean, std) when ``p`` is transformers' PIL CLIP processor in its standard config
+    (bicubic resize of the shortest edge to S, centre crop S×S, rescale, normalise, no pad); else None."""
+    if type(p).__name__ != "CLIPImageProcessorPil":
+        return None
+    size, crop = getattr(p, "size", None), getattr(p, "crop_size", None)
+    edge = getattr(size, "shortest_edge", None)
+    if edge is None or getattr(size, "longest_edge", None) is not None or crop is None:
+        return None
+    standard = (p.do_resize and p.do_center_crop and p.do_rescale and p.do_normalize and not getattr(p, "do_pad", None)
+                and int(p.resample) == int(Image.BICUBIC) and (crop.height, crop.width) == (edge, edge))
+    if not standard:
+        return None
+    return PilResize(int(edge)), float(p.rescale_factor), tuple(p.image_mean), tuple(p.image_std)
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise AddbenchError(f"expected uint8 images (N,3,H,W), got {images.dtype} {tuple(images.shape)}")
@@ -82,19 +122,21 @@ class PickScore(Metric):
         self.image_processor, self.tokenizer = load_clip_processor(processor, "PickScore processor")
         self.model = from_pretrained_or_error(CLIPModel, model, "PickScore model").eval()
         self.model.to(device=self.device, dtype=self.dtype).requires_grad_(False)
+        self.pixels = ClipPixels(self.image_processor, self.device, self.dtype)
+        self.views = (self.pixels.view,) if self.pixels.view else ()
 
     def convention(self) -> str:
         return f"{_short(self.model_name)},logit_scale*cos"
 
     @torch.no_grad()
-    def score(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def score(self, images: torch.Tensor | ImageBatch, prompts: list[str]) -> torch.Tensor:
         """Per-pair PickScore of image i with prompt i (float32 CPU tensor)."""
-        if len(images) != len(prompts):
-            raise AddbenchError(f"{len(images)} images but {len(prompts)} prompts")
+        batch = as_batch(images, self.device)
+        if len(batch) != len(prompts):
+            raise AddbenchError(f"{len(batch)} images but {len(prompts)} prompts")
         out = []
         for s in range(0, len(prompts), self.batch_size):
-            pix = self.image_processor(images=to_pil(images[s:s + self.batch_size]), return_tensors="pt")
-            pix = pix["pixel_values"].to(self.device, self.dtype)
+            pix = self.pixels(batch, s, s + self.batch_size)
             tok = self.tokenizer(list(prompts[s:s + self.batch_size]), padding=True, truncation=True,
                                  max_length=77, return_tensors="pt").to(self.device)
             m = self.model
@@ -106,7 +148,10 @@ class PickScore(Metric):
         return torch.cat(out) if out else torch.zeros(0)
 
     def update(self, images: torch.Tensor, prompts: list[str], keys: list[Key]) -> None:
-        self._record(keys, self.score(images, prompts))
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    def update_batch(self, batch: ImageBatch, prompts: list[str], keys: list[Key]) -> None:
+        self._record(keys, self.score(batch, prompts))
 
     def compute(self) -> float:
         return float(np.mean(self.scores)) if self.scores else float("nan")

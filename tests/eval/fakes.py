@@ -97,9 +97,53 @@ class FakeDiversity(Metric):
         return float(np.mean(self.scores))
 
 
+class FakeViewMean(Metric):
+    """Per-sample mean of a shared view (PIL resize to 8²) x ``scale``: two of these share one resize per image."""
+    name = "fake_view_mean"
+
+    def __init__(self, device="cpu", scale: float = 1.0):
+        super().__init__(device)
+        from addbench.metrics.views import PilResize
+
+        self.scale = scale
+        self.views = (PilResize(8),)
+
+    def convention(self):
+        return f"x{self.scale:g}"
+
+    def update(self, images, prompts, keys):
+        from addbench.metrics.views import ImageBatch
+
+        self.update_batch(ImageBatch(images, self.device), prompts, keys)
+
+    def update_batch(self, batch, prompts, keys):
+        self._record(keys, batch.get(self.views[0]).float().mean(dim=(1, 2, 3)) * self.scale)
+
+    def compute(self):
+        return float(np.mean(self.scores))
+
+
+class FakeSlowLoad(FakeBrightness):
+    """Takes ``seconds`` to load (like a large network), then scores like fake_brightness; records when it loaded."""
+    name = "fake_slow_load"
+    loaded_at: list = []
+
+    def __init__(self, device="cpu", seconds: float = 0.5, fail: bool = False):
+        import time
+
+        time.sleep(seconds)
+        if fail:
+            from addbench.errors import AddbenchError
+
+            raise AddbenchError("fake_slow_load: weights file /nope/weights.bin not found")
+        super().__init__(device)
+        FakeSlowLoad.loaded_at.append(time.perf_counter())
+
+
 def register() -> None:
     for name, cls in (("fake_brightness", "FakeBrightness"), ("fake_gap", "FakeChannelGap"),
-                      ("fake_diversity", "FakeDiversity")):
+                      ("fake_diversity", "FakeDiversity"), ("fake_view_mean", "FakeViewMean"),
+                      ("fake_slow_load", "FakeSlowLoad")):
         if name not in METRICS:
             METRICS.register(name, f"fakes:{cls}", "test metric")
 

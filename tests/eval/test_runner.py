@@ -67,7 +67,7 @@ def test_killed_run_resumes_to_identical_results(fake_suite, tmp_path, monkeypat
         _run(fake_suite, tmp_path / "resumed")
     assert len(list((tmp_path / "resumed" / "samples").glob("*.png"))) == 8
     assert not (tmp_path / "resumed" / "per_sample.parquet").exists()
-    assert not (tmp_path / "resumed" / "record.json").exists()  # the crash came before scoring
+    assert not (tmp_path / "resumed" / "record.json").exists()  # the run never got to its record
     # a half-written tmp file left by the kill must not count as a sample
     (tmp_path / "resumed" / "samples" / ".000006_s2.png.tmp999").write_bytes(b"\x89PNG garbage")
     monkeypatch.delenv(CRASH_ENV)
@@ -121,3 +121,141 @@ def test_torchrun_two_ranks_equal_single_process(fake_suite, tmp_path):
         if v["ci95"] is not None:
             assert sharded["metrics"][k]["ci95"] == pytest.approx(v["ci95"], abs=1e-6)
     assert sharded["suite"]["hash"] == single.record["suite"]["hash"]
+
+
+# ---- the pipelined loop: scoring from memory = from disk, shared views, background writes, kills -------------
+def test_rescore_from_disk_equals_scoring_from_memory(fake_suite, tmp_path):
+    first = _run(fake_suite, tmp_path / "r")  # every sample scored from memory as it was generated
+    gen = fakes.FakeGenerator()
+    again = evaluate(gen, fake_suite, run_dir=tmp_path / "r", rescore=True, progress=False)  # every one from its PNG
+    assert gen.calls == 0
+    pd.testing.assert_frame_equal(_frame(tmp_path / "r"), _frame(first.run_dir))
+    for k, v in first.record["metrics"].items():
+        assert again.record["metrics"][k]["value"] == v["value"] and again.record["metrics"][k]["ci95"] == v["ci95"]
+    t = again.record["provenance"]["timing_s"]
+    assert t["generated"] == 0 and t["read"] == 21 and set(t["score"]) == set(first.record["metrics"])
+    assert first.timing["generated"] == 21 and first.timing["total"] >= first.timing["loop"] > 0
+
+
+def test_metrics_share_one_view_per_image(fake_suite, tmp_path, monkeypatch):
+    from addbench.metrics.views import PilResize
+
+    suite = tmp_path / "views.yaml"
+    suite.write_text(fakes.SUITE_YAML.replace("name: fake-suite", "name: views").replace(
+        "  - fake_gap\n", "  - name: fake_view_mean\n  - name: fake_view_mean\n    kwargs: {scale: 2}\n"))
+    calls = []
+    real = PilResize.one
+    monkeypatch.setattr(PilResize, "one", lambda self, im: calls.append(1) or real(self, im))
+    res = _run(suite, tmp_path / "v", score_batch=6, io_workers=3)  # groups of 2 prompts x 3 seeds
+    assert len(calls) == 21  # one resize per image for both metrics
+    df = _frame(res.run_dir)
+    assert (df["fake_view_mean[x2]"] == 2 * df["fake_view_mean[x1]"]).all()
+    expected = [float(real(PilResize(8), read_png(res.run_dir / f)[0]).float().mean()) for f in df["image"]]
+    assert df["fake_view_mean[x1]"].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_score_groups_do_not_depend_on_generation_batch_or_workers(fake_suite, tmp_path):
+    a = _run(fake_suite, tmp_path / "a", batch_size=2, score_batch=9, io_workers=1)
+    b = _run(fake_suite, tmp_path / "b", batch_size=5, score_batch=9, io_workers=4)
+    pd.testing.assert_frame_equal(_frame(a.run_dir), _frame(b.run_dir))
+
+
+def test_failed_png_write_stops_the_run(fake_suite, tmp_path, monkeypatch):
+    import addbench.eval.samples as samples
+
+    real = samples.write_png
+
+    def flaky(path, *a, **k):
+        if path.name == "000003_s1.png":
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(samples, "write_png", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        _run(fake_suite, tmp_path / "r")
+    assert not (tmp_path / "r" / "record.json").exists()
+    monkeypatch.setattr(samples, "write_png", real)
+    res = _run(fake_suite, tmp_path / "r")  # resumes: only what is missing
+    assert res.record["complete"] and len(list((tmp_path / "r" / "samples").glob("*.png"))) == 21
+
+
+KILL_SCRIPT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import fakes
+from addbench.eval.runner import evaluate
+
+class Slow(fakes.FakeGenerator):
+    def generate(self, prompts, seeds, sampler=None):
+        time.sleep(0.15)
+        return super().generate(prompts, seeds, sampler)
+
+fakes.register()
+evaluate(Slow(), sys.argv[2], run_dir=sys.argv[3], batch_size=1, score_batch=6, progress=False)
+"""
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(fake_suite, tmp_path):
+    import signal
+    import time
+
+    ref = _run(fake_suite, tmp_path / "ref")
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(HERE), str(fake_suite), str(run_dir)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((run_dir / "samples").glob("*.png"))) < 7 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    done = len(list((run_dir / "samples").glob("*.png")))
+    assert 7 <= done < 21 and not (run_dir / "record.json").exists()
+    gen = fakes.FakeGenerator()
+    res = evaluate(gen, fake_suite, run_dir=run_dir, batch_size=4, progress=False)
+    assert gen.calls == 21 - done
+    pd.testing.assert_frame_equal(_frame(ref.run_dir), _frame(res.run_dir))
+    for k, v in ref.record["metrics"].items():
+        assert res.record["metrics"][k]["value"] == pytest.approx(v["value"], abs=1e-12)
+    assert not list((run_dir / "samples").glob(".*tmp*"))
+
+
+def _slow_suite(tmp_path, **kwargs):
+    suite = tmp_path / "slow.yaml"
+    kw = ", ".join(f"{k}: {v}" for k, v in kwargs.items())
+    suite.write_text(fakes.SUITE_YAML.replace("name: fake-suite", "name: slow").replace(
+        "  - fake_gap\n", f"  - name: fake_slow_load\n    kwargs: {{{kw}}}\n"))
+    return suite
+
+
+def test_generation_starts_while_metrics_load(fake_suite, tmp_path):
+    import time
+
+    class Clocked(fakes.FakeGenerator):
+        first = None
+
+        def generate(self, *a, **k):
+            Clocked.first = Clocked.first or time.perf_counter()
+            return super().generate(*a, **k)
+
+    fakes.FakeSlowLoad.loaded_at.clear()
+    res = evaluate(Clocked(), _slow_suite(tmp_path, seconds=1.0), run_dir=tmp_path / "r", batch_size=4,
+                   score_batch=6, progress=False)
+    assert Clocked.first < fakes.FakeSlowLoad.loaded_at[0]  # generated before the metric had loaded
+    t = res.record["provenance"]["timing_s"]
+    assert t["metrics_load"] >= 1.0 and res.record["complete"]
+    ref = _run(fake_suite, tmp_path / "ref", score_batch=6)
+    df, ref_df = _frame(res.run_dir), _frame(ref.run_dir)
+    assert (df["fake_slow_load[x1]"] * 100).tolist() == pytest.approx(ref_df["fake_brightness[x100]"].tolist())
+
+
+def test_failed_metric_load_stops_the_run_and_keeps_samples(fake_suite, tmp_path):
+    suite = _slow_suite(tmp_path, seconds=0.3, fail="true")
+    with pytest.raises(AddbenchError, match="weights file /nope/weights.bin not found"):
+        evaluate(fakes.FakeGenerator(), suite, run_dir=tmp_path / "r", batch_size=1, progress=False)
+    assert not (tmp_path / "r" / "record.json").exists()
+    kept = len(list((tmp_path / "r" / "samples").glob("*.png")))
+    gen = fakes.FakeGenerator()
+    res = evaluate(gen, suite, run_dir=tmp_path / "r", batch_size=1, progress=False,
+                   metric_overrides={"fake_slow_load": {"fail": False}})
+    assert gen.calls == 21 - kept and res.record["complete"]

@@ -257,6 +257,11 @@ def run(rank, out, ref, test_file, cache):
                 m.update(imgs[mine], [""] * len(mine), [keys[i] for i in mine])
             m.sync()
             res[f"{cls.name}{split}"] = m.compute()
+            if cls is FID:  # the runner splits the bootstrap draws over the ranks
+                from addbench.eval.distributed import Dist
+                from addbench.eval.runner import _split_bootstrap
+                _split_bootstrap([m], 40, Dist(rank, 2, "cpu"))
+                res[f"fidci{split}"] = m.bootstrap(40) if rank == 0 else None
     if rank == 0:
         json.dump(res, open(out, "w"))
     dist.destroy_process_group()
@@ -302,3 +307,19 @@ def test_sync_over_two_gloo_ranks_equals_one_process(data, tmp_path):
     for split in (10, 24):
         assert two[f"fid{split}"] == pytest.approx(fid.compute(), rel=1e-9)
         assert two[f"kid{split}"] == pytest.approx(kid.compute(), rel=1e-9)
+        assert two[f"fidci{split}"] == pytest.approx(list(fid.bootstrap(40)), rel=1e-9)
+
+
+def test_bootstrap_draw_rows_are_the_prompt_resampling_draws(data):
+    """Vectorised draw rows == the per-prompt construction (drawn prompts in order, a prompt's rows ascending)."""
+    m = _fid(data)
+    rng = np.random.default_rng(0)
+    keys = [(int(p), s) for p, s in zip(rng.integers(0, 7, 24), range(24))]  # uneven, unsorted prompts
+    m.update(data["gen"], [""] * 24, keys)
+    prompts = np.array([p for p, _ in keys])
+    uniq = np.unique(prompts)
+    rows = {p: np.flatnonzero(prompts == p) for p in uniq}
+    draws = np.random.default_rng(5)
+    expected = [np.concatenate([rows[p] for p in uniq[draws.integers(0, len(uniq), len(uniq))]]) for _ in range(6)]
+    got = m._draw_rows(6, 5)
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expected))
