@@ -389,7 +389,7 @@ def measure_parts(model: str, suite, world: Path, tiny: bool, metric_dtype: str,
 
 
 def run_e2e(model: str, n: int, overrides: dict, device: str, gen_mode: str, run_dir: Path, score_batch: int,
-            n_boot: int = 1000, background_load: bool = True) -> dict:
+            n_boot: int = 1000, background_load: bool | None = None) -> dict:
     from addbench.eval.runner import evaluate
 
     r, _, world_size = rank()
@@ -510,7 +510,7 @@ def main(argv=None) -> int:
     run_dir = work / "runs" / f"{label}-{run_id}"
     n_boot = a.n_boot or (2 if a.tiny else 1000)
     result["e2e"] = run_e2e(model, a.images, overrides, device, a.gen, run_dir, a.score_batch, n_boot,
-                            not a.serial_load)
+                            False if a.serial_load else None)
     result["e2e"]["n_boot"] = n_boot
     if r == 0:
         if not a.keep_samples:

@@ -36,7 +36,7 @@ from addbench.errors import AddbenchError
 from addbench.eval import records as rec
 from addbench.eval.distributed import Dist, all_ok, distributed
 from addbench.eval.provenance import environment
-from addbench.eval.samples import SampleWriter, clean_tmp, read_png, resize, sample_name
+from addbench.eval.samples import InlineExecutor, SampleWriter, clean_tmp, read_png, resize, sample_name
 from addbench.metrics.views import ImageBatch
 from addbench.prompts import PromptSet, load_prompts
 from addbench.registry import METRICS
@@ -167,8 +167,11 @@ def _prepare_run_dir(d: Dist, run_dir: Path, config: dict) -> None:
     d.barrier()
 
 
-def default_io_workers() -> int:
-    """Threads for PNG writing and for CPU views, per process: this process's share of the CPU cores (2 to 16)."""
+def default_io_workers(device) -> int:
+    """Threads for PNG writing and for CPU views, per process: this process's share of the CPU cores (2 to 16)
+    when the networks run on a GPU; 0 (everything in turn, in the main thread) when they run on the CPU."""
+    if torch.device(device).type == "cpu":
+        return 0
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     return max(2, min(16, (os.cpu_count() or 2) // max(1, local)))
 
@@ -198,13 +201,15 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              limit: int | None = None, run_dir: str | Path | None = None, metrics_device: str | None = None,
              progress: bool = True, rescore: bool = False, n_boot: int = 1000,
              metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
-             io_workers: int | None = None, png_compress_level: int = 1, background_load: bool = True) -> EvalResult:
+             io_workers: int | None = None, png_compress_level: int = 1,
+             background_load: bool | None = None) -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
 
     ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
-    ``score_batch``: images per scoring group; ``io_workers``: threads for PNG writes and CPU views;
-    ``png_compress_level``: zlib level of the sample PNGs (file size and CPU time only, never pixels).
-    ``background_load``: load the metric networks in a thread while generation runs (else before it).
+    ``score_batch``: images per scoring group; ``io_workers``: threads for PNG writes and CPU views (default:
+    ``default_io_workers``); ``png_compress_level``: zlib level of the sample PNGs (file size and CPU time only,
+    never pixels); ``background_load``: load the metric networks in a thread while generation runs (default:
+    when the generator is on a GPU; on the CPU, threads would only contend).
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -245,7 +250,8 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         # never while another model loads: loaders patch process-wide state such as meta-device init, and never
         # during a CUDA graph capture). A failed load stops the run at the next group; the samples stay.
         load_metrics = lambda: loader.submit(_timed, build_metrics, suite, classes, mdev)  # noqa: E731
-        if not background_load:
+        on_gpu = torch.device(d.device).type == "cuda"
+        if not (on_gpu if background_load is None else background_load):
             load_metrics = _done(_timed(build_metrics, suite, classes, mdev))
         loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size,
                      prov={"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(),
@@ -253,7 +259,7 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         t_loop = time.perf_counter()
         with _progress(progress and d.is_main) as bar:
             loop.run(d.shard(n_prompts), bar, f"rank {d.rank}/{d.world_size}", score_batch,
-                     io_workers or default_io_workers(), png_compress_level)
+                     default_io_workers(d.device) if io_workers is None else io_workers, png_compress_level)
         timing.update(loop.timing, loop=time.perf_counter() - t_loop)
         metrics = loop.metrics
         t_sync = time.perf_counter()
@@ -334,7 +340,7 @@ class _Loop:
         gen_task = bar.add_task(f"generate ({who})", total=n_mine, completed=n_mine - n_todo)
         score_task = bar.add_task(f"score ({who})", total=n_mine)
         crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
-        with ThreadPoolExecutor(workers, thread_name_prefix="addbench-io") as pool, \
+        with (ThreadPoolExecutor(workers, thread_name_prefix="addbench-io") if workers else InlineExecutor()) as pool, \
                 SampleWriter(workers, 4 * max(score_batch, self.batch_size), compress_level, crash_after) as writer:
             pending: deque = deque()  # (keys, future of the assembled ImageBatch, bytes held)
             for group in _chunks(mine, max(1, score_batch // len(seeds))):

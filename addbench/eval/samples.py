@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,22 @@ def clean_tmp(folder: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+class InlineExecutor(Executor):
+    """Runs each task at once in the calling thread. For CPU runs: threads beside torch's own CPU threads
+    only contend with them (and its OpenMP threads spin-wait), so there the runner does everything in turn."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the future, like a thread pool
+            fut.set_exception(exc)
+        return fut
+
+
 class SampleWriter:
-    """Writes sample PNGs on ``workers`` threads; at most ``max_pending`` images wait in memory (``submit`` blocks).
+    """Writes sample PNGs on ``workers`` threads (0: in the caller, at once); at most ``max_pending`` images
+    wait in memory (``submit`` blocks).
 
     A failed write is raised by the next ``submit`` or by ``close``; ``close`` returns once every PNG is on disk.
     Leaving the ``with`` block on an exception drops the writes not yet started (as a kill would: resuming
@@ -71,7 +85,7 @@ class SampleWriter:
     """
 
     def __init__(self, workers: int = 2, max_pending: int = 256, compress_level: int = 6, crash_after: int = 0):
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="addbench-png")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="addbench-png") if workers > 0 else InlineExecutor()
         self._slots = threading.BoundedSemaphore(max(1, max_pending))
         self._lock = threading.Lock()
         self._futures: set = set()

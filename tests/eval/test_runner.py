@@ -60,11 +60,12 @@ def test_batch_size_does_not_change_results(fake_suite, tmp_path):
         assert b.record["metrics"][k]["value"] == pytest.approx(v["value"], abs=1e-9)
 
 
-def test_killed_run_resumes_to_identical_results(fake_suite, tmp_path, monkeypatch):
+@pytest.mark.parametrize("io_workers", [0, 3])  # PNGs written in turn (CPU default) / by background threads
+def test_killed_run_resumes_to_identical_results(fake_suite, tmp_path, monkeypatch, io_workers):
     ref = _run(fake_suite, tmp_path / "ref")
     monkeypatch.setenv(CRASH_ENV, "8")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _run(fake_suite, tmp_path / "resumed")
+        _run(fake_suite, tmp_path / "resumed", io_workers=io_workers)
     assert len(list((tmp_path / "resumed" / "samples").glob("*.png"))) == 8
     assert not (tmp_path / "resumed" / "per_sample.parquet").exists()
     assert not (tmp_path / "resumed" / "record.json").exists()  # the run never got to its record
@@ -172,7 +173,7 @@ def test_failed_png_write_stops_the_run(fake_suite, tmp_path, monkeypatch):
 
     monkeypatch.setattr(samples, "write_png", flaky)
     with pytest.raises(OSError, match="No space left"):
-        _run(fake_suite, tmp_path / "r")
+        _run(fake_suite, tmp_path / "r", io_workers=2)
     assert not (tmp_path / "r" / "record.json").exists()
     monkeypatch.setattr(samples, "write_png", real)
     res = _run(fake_suite, tmp_path / "r")  # resumes: only what is missing
@@ -191,7 +192,7 @@ class Slow(fakes.FakeGenerator):
         return super().generate(prompts, seeds, sampler)
 
 fakes.register()
-evaluate(Slow(), sys.argv[2], run_dir=sys.argv[3], batch_size=1, score_batch=6, progress=False)
+evaluate(Slow(), sys.argv[2], run_dir=sys.argv[3], batch_size=1, score_batch=6, progress=False, io_workers=2)
 """
 
 
@@ -240,7 +241,7 @@ def test_generation_starts_while_metrics_load(fake_suite, tmp_path):
 
     fakes.FakeSlowLoad.loaded_at.clear()
     res = evaluate(Clocked(), _slow_suite(tmp_path, seconds=1.0), run_dir=tmp_path / "r", batch_size=4,
-                   score_batch=6, progress=False)
+                   score_batch=6, progress=False, background_load=True)
     assert Clocked.first < fakes.FakeSlowLoad.loaded_at[0]  # generated before the metric had loaded
     t = res.record["provenance"]["timing_s"]
     assert t["metrics_load"] >= 1.0 and res.record["complete"]
@@ -252,7 +253,8 @@ def test_generation_starts_while_metrics_load(fake_suite, tmp_path):
 def test_failed_metric_load_stops_the_run_and_keeps_samples(fake_suite, tmp_path):
     suite = _slow_suite(tmp_path, seconds=0.3, fail="true")
     with pytest.raises(AddbenchError, match="weights file /nope/weights.bin not found"):
-        evaluate(fakes.FakeGenerator(), suite, run_dir=tmp_path / "r", batch_size=1, progress=False)
+        evaluate(fakes.FakeGenerator(), suite, run_dir=tmp_path / "r", batch_size=1, progress=False,
+                 background_load=True)
     assert not (tmp_path / "r" / "record.json").exists()
     kept = len(list((tmp_path / "r" / "samples").glob("*.png")))
     gen = fakes.FakeGenerator()
