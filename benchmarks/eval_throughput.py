@@ -86,6 +86,19 @@ def setup_env(work: Path, tiny: bool) -> Path:
     return world
 
 
+NEEDS = ("diffusers", "transformers", "open_clip", "cleanfid", "scipy", "ftfy", "pandas", "pyarrow", "rich", "yaml",
+         "safetensors", "huggingface_hub", "PIL", "torchvision")  # what the run imports (besides torch, numpy)
+
+
+def preflight() -> None:
+    import importlib.util
+
+    missing = [m for m in NEEDS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"eval_throughput: cannot import {', '.join(missing)}; install them (or put their wheels "
+                         f"on PYTHONPATH) first")
+
+
 def rank() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
@@ -480,6 +493,7 @@ def main(argv=None) -> int:
         for r in res[1:]:
             print(report(r, baseline=res[0]))
         return 0
+    preflight()
     work = a.work.resolve()
     world = setup_env(work, a.tiny)
 

@@ -5,7 +5,9 @@ generation batch size or what is already on disk). For each group the runner rea
 disk, generates the missing ones (writing their PNGs from background threads, :class:`SampleWriter`) and hands
 the group to every metric as one :class:`~addbench.metrics.views.ImageBatch`, so each resize a metric needs
 runs once per group and is shared (GPU resizes on the metric device; PIL ones in a thread pool, started while
-the GPU generates the next group). PNGs are lossless, so a sample scores the same from memory or from disk.
+the GPU generates the next group). The metric networks load in a thread while the first groups generate.
+PNGs are lossless, so a sample scores the same from memory or from disk. On the CPU all of this runs in turn
+in the main thread (``io_workers=0``): there, threads would only contend with torch's own.
 
 Run it again to resume: samples already on disk are skipped (PNG writes are atomic) and read back for scoring,
 so a killed run ends with exactly the per-sample results of an uninterrupted one. Under torchrun the
