@@ -74,6 +74,8 @@ def eval_cmd(
     fast: bool = typer.Option(False, "--fast", help="fast generation path (CUDA graph, channels-last, SDPA; UNet "
                                                     "bases; bf16-level pixel differences, so its own model hash)"),
     score_batch: int = typer.Option(64, "--score-batch", help="images per scoring group (whole prompts)"),
+    overlap: bool = typer.Option(False, "--overlap-scoring", help="score in a thread (GPU: own CUDA stream) beside "
+                                                            "generation; same numbers"),
 ):
     """Generate the suite's samples, score them and write record.json (re-run the same command to resume)."""
     sampler = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
@@ -91,7 +93,8 @@ def eval_cmd(
 
     res = evaluate(model, suite, out_dir=out, device=_device(device), batch_size=batch_size, sampler_overrides=sampler,
                    dtype=dtype, limit=limit, run_dir=run_dir, progress=not no_progress, rescore=rescore,
-                   metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch)
+                   metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch,
+                   overlap_scoring=overlap)
     if _is_main() and res.record:
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""

@@ -204,14 +204,15 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              progress: bool = True, rescore: bool = False, n_boot: int = 1000,
              metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
              io_workers: int | None = None, png_compress_level: int = 1,
-             background_load: bool | None = None) -> EvalResult:
+             background_load: bool | None = None, overlap_scoring: bool = False) -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
 
     ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
     ``score_batch``: images per scoring group; ``io_workers``: threads for PNG writes and CPU views (default:
     ``default_io_workers``); ``png_compress_level``: zlib level of the sample PNGs (file size and CPU time only,
     never pixels); ``background_load``: load the metric networks in a thread while generation runs (default:
-    when the generator is on a GPU; on the CPU, threads would only contend).
+    when the generator is on a GPU; on the CPU, threads would only contend); ``overlap_scoring`` (GPU): score
+    in a thread on a CUDA stream of its own, so metric kernels run beside generation kernels (numbers unchanged).
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -255,9 +256,10 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         on_gpu = torch.device(d.device).type == "cuda"
         if not (on_gpu if background_load is None else background_load):
             load_metrics = _done(_timed(build_metrics, suite, classes, mdev))
-        loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size,
-                     prov={"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(),
-                           "suite": suite.name, "suite_config_sha256": suite.config_sha256})
+        prov = {"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(), "suite": suite.name,
+                "suite_config_sha256": suite.config_sha256}
+        loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size, prov,
+                     overlap=overlap_scoring)
         t_loop = time.perf_counter()
         with _progress(progress and d.is_main) as bar:
             loop.run(d.shard(n_prompts), bar, f"rank {d.rank}/{d.world_size}", score_batch,
@@ -278,6 +280,43 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         d.barrier()
         timing["total"] = time.perf_counter() - t_start
         return EvalResult(rdir, record, timing)
+
+
+class _Scorer:
+    """Runs ``_Loop._score`` in turn, or (``loop.overlap``) in one thread with a CUDA stream of its own, at most
+    two groups ahead: metric kernels then run beside the generator's (fp32 metric GEMMs use the FP32 units,
+    bf16 generation the tensor cores). Groups are scored in order either way, so the numbers do not change."""
+
+    def __init__(self, loop: "_Loop", bar, task):
+        self.loop, self.bar, self.task = loop, bar, task
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="addbench-score") if loop.overlap else None
+        self.inflight: deque = deque()
+        dev = torch.device(loop.device)
+        if loop.overlap and dev.type == "cuda":  # (on the CPU: the thread alone, for tests)
+            loop._stream = torch.cuda.Stream(dev)
+            loop._stream.wait_stream(torch.cuda.current_stream(dev))  # weights and buffers made so far
+
+    def score(self, keys, assembled: Future) -> None:
+        if self.pool is None:
+            self.loop._score(keys, assembled, self.bar, self.task)
+            return
+        while len(self.inflight) >= 2 or (self.inflight and self.inflight[0].done()):
+            self.inflight.popleft().result()  # raises a failed scoring
+        self.inflight.append(self.pool.submit(self.loop._score, keys, assembled, self.bar, self.task))
+
+    def __enter__(self) -> "_Scorer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.pool is None:
+            return
+        try:
+            while self.inflight and exc_type is None:
+                self.inflight.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.loop._stream is not None:
+                self.loop._stream.synchronize()  # metric states are complete before sync() reads them
 
 
 def _split_bootstrap(metrics: list, n_boot: int, d: Dist) -> None:
@@ -314,8 +353,9 @@ class _Loop:
     MAX_AHEAD_BYTES = 4 << 30
 
     def __init__(self, gen, sampler, load_metrics, suite, prompts, samples_dir: Path, device, batch_size: int,
-                 prov: dict):
+                 prov: dict, overlap: bool = False):
         self.gen, self.sampler, self.suite, self.prompts = gen, sampler, suite, prompts
+        self.overlap, self._stream = overlap, None
         self.samples_dir, self.device, self.batch_size, self.prov = samples_dir, device, batch_size, prov
         self._load_metrics, self._metrics_future, self.metrics, self.views = load_metrics, None, None, []
         self.timing: dict = {"generate": 0.0, "wait_io": 0.0, "wait_metrics": 0.0, "score": {},
@@ -343,7 +383,8 @@ class _Loop:
         score_task = bar.add_task(f"score ({who})", total=n_mine)
         crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
         with (ThreadPoolExecutor(workers, thread_name_prefix="addbench-io") if workers else InlineExecutor()) as pool, \
-                SampleWriter(workers, 4 * max(score_batch, self.batch_size), compress_level, crash_after) as writer:
+                SampleWriter(workers, 4 * max(score_batch, self.batch_size), compress_level, crash_after) as writer, \
+                _Scorer(self, bar, score_task) as scorer:
             pending: deque = deque()  # (keys, future of the assembled ImageBatch, bytes held)
             for group in _chunks(mine, max(1, score_batch // len(seeds))):
                 keys = [(i, s) for i in group for s in seeds]
@@ -355,10 +396,10 @@ class _Loop:
                 while len(pending) > 1 and (self._metrics_ready(pending)
                                             or sum(b for *_, b in pending) > self.MAX_AHEAD_BYTES):
                     self._metrics_ready(pending, wait=True)
-                    self._score(*pending.popleft()[:2], bar, score_task)
+                    scorer.score(*pending.popleft()[:2])
             self._metrics_ready(pending, wait=True)
             while pending:
-                self._score(*pending.popleft()[:2], bar, score_task)
+                scorer.score(*pending.popleft()[:2])
 
     def _start_group(self, keys, pool, writer: SampleWriter, bar, gen_task) -> list:
         """Futures of the samples on disk, tensors of the ones generated now (their PNGs go to the writer)."""
@@ -400,6 +441,12 @@ class _Loop:
         return out
 
     def _score(self, keys, assembled: Future, bar, score_task) -> None:
+        if self._stream is not None:  # the scoring thread: its own CUDA stream, on the metrics' device
+            with torch.cuda.device(self._stream.device), torch.cuda.stream(self._stream):
+                return self._score_here(keys, assembled, bar, score_task)
+        return self._score_here(keys, assembled, bar, score_task)
+
+    def _score_here(self, keys, assembled: Future, bar, score_task) -> None:
         t = time.perf_counter()
         batch = assembled.result()
         self.timing["wait_io"] += time.perf_counter() - t

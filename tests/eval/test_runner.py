@@ -261,3 +261,23 @@ def test_failed_metric_load_stops_the_run_and_keeps_samples(fake_suite, tmp_path
     res = evaluate(gen, suite, run_dir=tmp_path / "r", batch_size=1, progress=False,
                    metric_overrides={"fake_slow_load": {"fail": False}})
     assert gen.calls == 21 - kept and res.record["complete"]
+
+
+def test_overlapped_scoring_gives_the_same_results_and_raises_failures(fake_suite, tmp_path, monkeypatch):
+    ref = _run(fake_suite, tmp_path / "ref", score_batch=6)
+    res = _run(fake_suite, tmp_path / "ov", score_batch=6, io_workers=2, overlap_scoring=True)
+    pd.testing.assert_frame_equal(_frame(ref.run_dir), _frame(res.run_dir))
+    for k, v in ref.record["metrics"].items():
+        assert res.record["metrics"][k]["value"] == v["value"] and res.record["metrics"][k]["ci95"] == v["ci95"]
+    calls = []
+
+    def broken(self, images, prompts, keys):
+        calls.append(len(keys))
+        if len(calls) == 2:
+            raise ValueError("metric exploded")
+        self._record(keys, images.float().mean(dim=(1, 2, 3)))
+
+    monkeypatch.setattr(fakes.FakeBrightness, "update", broken)
+    with pytest.raises(ValueError, match="metric exploded"):
+        _run(fake_suite, tmp_path / "bad", score_batch=6, io_workers=2, overlap_scoring=True)
+    assert not (tmp_path / "bad" / "record.json").exists()
