@@ -386,6 +386,51 @@ def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> d
     return out
 
 
+def profile_gpu(model: str, suite, overrides: dict, device: str, images, top: int = 25) -> dict:
+    """Top CUDA kernels (torch.profiler) of one generate call of a micro-batch (the fast path without its CUDA
+    graph, so each kernel shows) and of one pass of all metrics over ``images``: where the GPU time goes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from addbench.bases.fast import FastOptions
+    from addbench.bases.loading import load_generator
+    from addbench.eval.runner import _make_fast, build_metrics, metric_classes
+    from addbench.metrics.views import ImageBatch
+    from addbench.prompts import load_prompts
+
+    def table(prof) -> list[dict]:
+        rows = [e for e in prof.key_averages() if e.device_time_total > 0]
+        rows.sort(key=lambda e: e.self_device_time_total, reverse=True)
+        total = sum(e.self_device_time_total for e in rows) or 1.0
+        return [{"name": e.key[:120], "calls": e.count, "self_cuda_ms": e.self_device_time_total / 1e3,
+                 "share": e.self_device_time_total / total} for e in rows[:top]]
+
+    prompts = load_prompts(suite).prompts[:len(images)]
+    gen = _make_fast(load_generator(model, device=device, dtype=torch.bfloat16), FastOptions(cuda_graph=False))
+    mb = gen.effective_micro_batch
+    gen.generate(prompts[:mb], list(range(mb)))
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        gen.generate(prompts[:mb], list(range(mb)))
+        _sync(device)
+    out = {"generate_micro_batch": table(prof)}
+    del gen
+    metrics = build_metrics(suite, metric_classes(suite, overrides), device)
+    keys = [(i, 0) for i in range(len(prompts))]
+    for m in metrics:
+        m.update_batch(ImageBatch(images, device), prompts, keys)
+    _sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        batch = ImageBatch(images, device)
+        for m in metrics:
+            m.update_batch(batch, prompts, keys)
+        _sync(device)
+    out["metrics_shared_batch"] = table(prof)
+    del metrics
+    torch.cuda.empty_cache()
+    return out
+
+
 def measure_parts(model: str, suite, world: Path, tiny: bool, metric_dtype: str, device: str, gen_mode: str,
                   also: list[str], also_gen: list[str] = (), n_images: int = 64, reps: int = 3) -> dict:
     """Generation alone (``gen_mode``, then each of ``also_gen``), each metric alone (``metric_dtype``, then each
@@ -477,6 +522,9 @@ def report(result: dict, baseline: dict | None = None) -> str:
                      f"{e.get('record_provenance_timing', {}).get('record', float('nan')):.1f}")
         lines.append(f"  projected coco10k (10,000 images): {e['projected_10k_s']:.0f} s -> "
                      f"{'meets' if e['meets_10min'] else 'misses'} the 10-minute target")
+    for what, rows in result.get("profile", {}).items():
+        lines.append(f"top CUDA kernels, {what} (self ms, share):")
+        lines += [f"  {r['self_cuda_ms']:9.2f}  {100 * r['share']:5.1f}%  x{r['calls']:<5d} {r['name']}" for r in rows]
     e = result["e2e"]
     if baseline:
         b = baseline["e2e"]
@@ -499,6 +547,7 @@ def main(argv=None) -> int:
                     help="suite: the suite's kwargs (fp32); tf32: the same with TF32 matmuls allowed "
                          "(torch.backends.cuda.matmul.allow_tf32); bf16: each metric's bf16/amp kwarg")
     ap.add_argument("--also-dtypes", default="", help="comma list (tf32,bf16): also time each metric alone in these")
+    ap.add_argument("--profile", action="store_true", help="also list the top CUDA kernels of generation and scoring")
     ap.add_argument("--score-batch", type=int, default=64)
     ap.add_argument("--work", type=Path, default=Path(".cache/eval_throughput"), help="world + runs (reused)")
     ap.add_argument("--skip-parts", action="store_true", help="only the end-to-end run")
@@ -547,6 +596,14 @@ def main(argv=None) -> int:
             raise SystemExit(f"--also-gen: unknown {', '.join(bad)}; use {', '.join(GEN_MODES)}")
         result["parts"] = measure_parts(model, suite, world, a.tiny, a.metric_dtype, device, a.gen, also, also_gen,
                                         *((4, 1) if a.tiny else (64, 3)))
+        if a.profile and device.startswith("cuda"):
+            from addbench.eval.samples import resize
+
+            imgs = torch.randint(0, 256, (32, 3, 512, 512), dtype=torch.uint8)
+            try:  # a measurement aid: its failure must not cost the end-to-end run
+                result["profile"] = profile_gpu(model, suite, overrides, device, resize(imgs, suite.resolution))
+            except Exception as exc:  # noqa: BLE001
+                result["profile_error"] = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
     # one name for every rank (torchrun's run id; its workers share a parent), a fresh one for every invocation
     run_id = os.environ.get("TORCHELASTIC_RUN_ID") or (f"ppid{os.getppid()}" if world_size > 1 else f"pid{os.getpid()}")
     n_boot = a.n_boot or (2 if a.tiny else 1000)
