@@ -372,7 +372,15 @@ def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> d
 
     for m in metrics:
         alone = timed(lambda: m.update_batch(ImageBatch(images, device), prompts, keys))
-        out["metrics"][m.id] = {"images_per_s": alone}
+        m.reset()  # values on these images alone, to compare precisions (per-sample scores where the metric has them)
+        m.update_batch(ImageBatch(images, device), prompts, keys)
+        per = m.per_sample()
+        try:
+            value = float(m.compute())
+        except Exception:  # noqa: BLE001 - e.g. a metric that needs more images; the timing stands
+            value = None
+        out["metrics"][m.id] = {"images_per_s": alone, "value": value,
+                                "per_sample": None if per is None else [per[k] for k in keys]}
 
     def shared():
         batch = ImageBatch(images, device)
@@ -457,6 +465,28 @@ def measure_parts(model: str, suite, world: Path, tiny: bool, metric_dtype: str,
                                                              reps)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = before
+        out["other_metric_dtypes"][dt]["drift_vs_" + metric_dtype] = drift(out["metrics"],
+                                                                          out["other_metric_dtypes"][dt]["metrics"])
+    return out
+
+
+def drift(ref: dict, other: dict) -> dict:
+    """Per metric: the value's change and the largest per-sample change against ``ref`` (same images), each also
+    relative to the spread of ``ref``'s per-sample scores (std) — how far a precision choice moves a metric."""
+    import numpy as np
+
+    out = {}
+    for name, r in ref.items():
+        o = other.get(name)
+        if o is None or r.get("value") is None or o.get("value") is None:
+            continue
+        d = {"value_ref": r["value"], "value": o["value"], "abs_diff": abs(o["value"] - r["value"])}
+        if r.get("per_sample") and o.get("per_sample"):
+            a, b = np.asarray(r["per_sample"], float), np.asarray(o["per_sample"], float)
+            d["per_sample_max_abs_diff"] = float(np.abs(a - b).max())
+            d["per_sample_std_ref"] = float(a.std())
+            d["per_sample_max_diff_over_std"] = float(np.abs(a - b).max() / max(a.std(), 1e-12))
+        out[name] = d
     return out
 
 
@@ -510,6 +540,13 @@ def report(result: dict, baseline: dict | None = None) -> str:
             bound = 1 / (1 / parts["generate"]["images_per_s"] + 1 / shared)
             lines.append(f"  metrics as {dt}: {each}; shared {shared:.1f} images/s -> GPU-serial bound "
                          f"{SUITE_N / bound:.0f} s for 10k")
+            for ref, dr in ((k[len("drift_vs_"):], v) for k, v in other.items() if k.startswith("drift_vs_")):
+                for mid, d in dr.items():
+                    per = (f", per-sample max |diff| {d['per_sample_max_abs_diff']:.3g} "
+                           f"({d['per_sample_max_diff_over_std']:.3g} x the per-sample std)"
+                           if "per_sample_max_abs_diff" in d else "")
+                    lines.append(f"    {mid.split('[')[0]} {dt} vs {ref}: value {d['value']:.6g} vs {d['value_ref']:.6g} "
+                                 f"(|diff| {d['abs_diff']:.3g}){per}")
     for e in result.get("e2e_runs", [result["e2e"]]):
         t = e["timing_s"]
         score = ", ".join(f"{k.split('[')[0]} {v:.1f}" for k, v in t["score"].items())

@@ -87,6 +87,21 @@ def default_run_dir(out_dir: Path, gen: Generator, sampler: Sampler, suite: Suit
     return Path(out_dir) / suite.name / f"{_slug(gen.name)}-nfe{sampler.nfe}-{key[:8]}"
 
 
+def resolve_run(run_dir, out_dir, gen: Generator, sampler: Sampler, suite: Suite, key: str, rescore: bool,
+                finished_if=None) -> tuple[Path, dict | None]:
+    """The run directory (given, or derived from the run key) and its finished record, if one stands.
+
+    A record counts as finished when it is complete, has the same run key and passes `finished_if(record)` (the
+    video runner adds its VBench options there); `rescore` never reuses one."""
+    rdir = Path(run_dir) if run_dir else default_run_dir(Path(out_dir), gen, sampler, suite, key)
+    record_path = rdir / "record.json"
+    if rescore or not record_path.exists():
+        return rdir, None
+    old = json.loads(record_path.read_text())
+    ok = old.get("complete") and old.get("run_key") == key and (finished_if is None or finished_if(old))
+    return rdir, old if ok else None
+
+
 def _load_generator(model, device: str, dtype, overrides: dict) -> Generator:
     if isinstance(model, Generator):
         return model
@@ -233,12 +248,10 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         batch_size = batch_size or getattr(gen, "effective_micro_batch", None) or 8
         sampler = apply_sampler_overrides(gen.sampler, overrides)
         key = run_key(gen, sampler, suite, pset, limit)
-        rdir = Path(run_dir) if run_dir else default_run_dir(Path(out_dir), gen, sampler, suite, key)
+        rdir, finished = resolve_run(run_dir, out_dir, gen, sampler, suite, key, rescore)
+        if finished is not None:
+            return EvalResult(rdir, finished if d.is_main else {})
         record_path = rdir / "record.json"
-        if not rescore and record_path.exists():
-            old = json.loads(record_path.read_text())
-            if old.get("complete") and old.get("run_key") == key:
-                return EvalResult(rdir, old if d.is_main else {})
         config = {"run_key": key, "model": str(model) if not isinstance(model, Generator) else gen.name,
                   "generator": gen.describe(), "sampler": sampler.to_dict(), "nfe": sampler.nfe,
                   "suite": suite.name, "suite_version": suite.version, "suite_config_sha256": suite.config_sha256,

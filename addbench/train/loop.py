@@ -20,7 +20,8 @@ from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDe
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
 from addbench.train.config import config_hash
 from addbench.train.data import TrainData
-from addbench.train.parallel import DistContext, is_sharded, mean_over_ranks, parallelize
+from addbench.train.parallel import (DistContext, enable_activation_checkpointing, is_sharded, mean_over_ranks,
+                                     parallelize)
 from addbench.train.plugin import Distiller, Turn, check_plugin
 
 
@@ -94,6 +95,11 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         nets[name] = parallelize(net.to(ctx.device), ctx, activation_checkpointing=bool(cfg["grad_checkpointing"]),
                                  compile=bool(cfg["compile"]))
     distiller.nets = nets
+    vae = getattr(base, "vae", None)
+    if cfg["grad_checkpointing"] and vae is not None:
+        # pixel-space losses (ADD, DMDX ADP) backpropagate through the frozen VAE decoder: at SDXL 1024², micro-batch
+        # 4, its activations alone overflow 141 GB; checkpointing it costs one more decoder forward per backward
+        enable_activation_checkpointing(vae)
     trained = {n for t in distiller.turns for n in t.networks}
     opts = {name: torch.optim.AdamW([p for p in nets[name].parameters() if p.requires_grad],
                                     **distiller.optimizer_settings(name, cfg)) for name in sorted(trained)}

@@ -125,7 +125,7 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
                    sampler_overrides: dict | None = None, *, dtype=None, limit: int | None = None, run_dir=None,
                    progress: bool = True, rescore: bool = False, metric_overrides: dict | None = None, **_):
     from addbench.eval.runner import (EvalResult, _chunks, _load_generator, _progress, apply_sampler_overrides,
-                                      default_run_dir, noise_seed, run_key)
+                                      noise_seed, resolve_run, run_key)
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     opts = vbench_options(suite, metric_overrides)
@@ -137,12 +137,10 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
         gen = _load_generator(model, d.device, dtype, overrides)
         sampler = apply_sampler_overrides(gen.sampler, overrides)
         key = run_key(gen, sampler, suite, pset, limit)
-        rdir = Path(run_dir) if run_dir else default_run_dir(Path(out_dir), gen, sampler, suite, key)
-        record_path = rdir / "record.json"
-        if not rescore and record_path.exists():
-            old = json.loads(record_path.read_text())
-            if old.get("complete") and old.get("run_key") == key and old.get("vbench", {}).get("options") == opts:
-                return EvalResult(rdir, old if d.is_main else {})
+        rdir, finished = resolve_run(run_dir, out_dir, gen, sampler, suite, key, rescore,
+                                     finished_if=lambda old: old.get("vbench", {}).get("options") == opts)
+        if finished is not None:
+            return EvalResult(rdir, finished if d.is_main else {})
         ok, msg, dims, unavailable = True, "", [], {}
         if d.is_main:  # fail fast, before generating anything
             try:

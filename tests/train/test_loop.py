@@ -145,3 +145,34 @@ def test_warmup_ramps_the_learning_rate_linearly_and_resumes_on_the_ramp():
     assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3 * 13 / 16)
     warmup_(opt2, 100, 0)  # off
     assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_grad_checkpointing_also_checkpoints_the_frozen_vae_decoder(tmp_path, prompts):
+    """ADD / DMDX ADP backpropagate through the VAE decoder: with grad_checkpointing the engine checkpoints it
+    too (same gradient, decoder blocks recomputed); without, it is left alone."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+
+    def tiny_vae():
+        return AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                             up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                             layers_per_block=1).requires_grad_(False)
+
+    vae = tiny_vae()
+    z = torch.randn(1, 4, 8, 8, requires_grad=True)
+    ref = torch.autograd.grad(vae.decode(z).sample.square().sum(), z)[0]
+    base = FakeBase()
+    base.vae = vae
+    train(FakeDistiller, base, tmp_path / "on", [prompts, "budget_images=4", "grad_checkpointing=true"], device="cpu")
+    assert vae.decoder.gradient_checkpointing
+    calls = []
+    inner = vae.decoder._gradient_checkpointing_func
+    vae.decoder._gradient_checkpointing_func = lambda *a, **k: (calls.append(1), inner(*a, **k))[1]
+    got = torch.autograd.grad(vae.decode(z).sample.square().sum(), z)[0]
+    assert len(calls) >= 3  # mid block + each up block went through the checkpoint function
+    torch.testing.assert_close(got, ref)
+    base2 = FakeBase()
+    base2.vae = tiny_vae()
+    train(FakeDistiller, base2, tmp_path / "off", [prompts, "budget_images=4"], device="cpu")
+    assert not base2.vae.decoder.gradient_checkpointing
