@@ -76,6 +76,9 @@ def eval_cmd(
     score_batch: int = typer.Option(64, "--score-batch", help="images per scoring group (whole prompts)"),
     overlap: bool = typer.Option(False, "--overlap-scoring", help="score in a thread (GPU: own CUDA stream) beside "
                                                             "generation; same numbers"),
+    metric_precision: Optional[str] = typer.Option(None, "--metric-precision",
+                                                   help="fp32 | tf32: the metric networks' fp32 matmuls, instead of "
+                                                        "the suite's convention (own run key; labelled in leaderboards)"),
 ):
     """Generate the suite's samples, score them and write record.json (re-run the same command to resume)."""
     sampler = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
@@ -94,7 +97,7 @@ def eval_cmd(
     res = evaluate(model, suite, out_dir=out, device=_device(device), batch_size=batch_size, sampler_overrides=sampler,
                    dtype=dtype, limit=limit, run_dir=run_dir, progress=not no_progress, rescore=rescore,
                    metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch,
-                   overlap_scoring=overlap)
+                   overlap_scoring=overlap, metric_precision=metric_precision)
     if _is_main() and res.record:
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""

@@ -27,10 +27,11 @@ where the real loading code looks for it (the "world", built once under ``--work
   paths: ``mps.checkpoint`` (a converted MPS file: CLIP-H + the MPS head, fp32, written by ``mps.save_mps``) and
   ``fid.reference`` (fake COCO statistics: 2048-d mean + a PSD covariance, ``.npz``).
 
-``--metric-dtype`` shows what the suite's fp32 metric convention costs: ``tf32`` allows TF32 matmuls (fp32
-weights), ``bf16`` sets each metric's own precision kwarg (CLIP score ``precision=pure_bf16``, PickScore / MPS
-``dtype=bfloat16``, HPSv2 ``amp=True``: fp16 autocast like the official scorer). Both change metric values
-slightly; they are for deciding the suite's convention, not for records.
+``--metric-dtype`` picks the metric precision: ``suite`` the suite's own ``metric_precision`` (coco10k v2: tf32),
+``fp32`` / ``tf32`` that precision (``Suite.with_metric_precision``: fp32 weights, TF32 matmuls allowed or not),
+``bf16`` fp32 plus each metric's own precision kwarg (CLIP score ``precision=pure_bf16``, PickScore / MPS
+``dtype=bfloat16``, HPSv2 ``amp=True``: fp16 autocast like the official scorer). ``--also-dtypes`` times the
+metrics in other precisions on the same images and reports how far their values move (``drift_vs_*``).
 
 ``--tiny`` swaps every network for a tiny one (CPU, 64² generation upscaled to the suite's 512 by the runner;
 then ``clip_score`` needs a ``local-dir:`` model and ``hpsv2`` tiny ``arch_overrides``, both via overrides).
@@ -347,6 +348,13 @@ def measure_generation(model: str, suite, device: str, gen_mode: str, n_images: 
     return out, resize(images, suite.resolution)
 
 
+def suite_for(suite, metric_dtype: str):
+    """The suite under ``metric_dtype``'s metric precision (bf16 = fp32 matmuls + the bf16 kwargs)."""
+    if metric_dtype == "suite":
+        return suite
+    return suite.with_metric_precision("tf32" if metric_dtype == "tf32" else "fp32")
+
+
 def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> dict:
     """images/s of each metric alone (``update_batch`` with its own resizes) and of all on one shared batch."""
     import torch
@@ -371,9 +379,9 @@ def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> d
         return reps * len(prompts) / (time.perf_counter() - t0)
 
     for m in metrics:
-        alone = timed(lambda: m.update_batch(ImageBatch(images, device), prompts, keys))
+        alone = timed(lambda: m.update_in_precision(ImageBatch(images, device), prompts, keys))
         m.reset()  # values on these images alone, to compare precisions (per-sample scores where the metric has them)
-        m.update_batch(ImageBatch(images, device), prompts, keys)
+        m.update_in_precision(ImageBatch(images, device), prompts, keys)
         per = m.per_sample()
         try:
             value = float(m.compute())
@@ -385,7 +393,7 @@ def measure_metrics(suite, overrides: dict, device: str, images, reps: int) -> d
     def shared():
         batch = ImageBatch(images, device)
         for m in metrics:
-            m.update_batch(batch, prompts, keys)
+            m.update_in_precision(batch, prompts, keys)
 
     out["all_metrics_shared_batch"] = {"images_per_s": timed(shared)}
     del metrics
@@ -426,12 +434,12 @@ def profile_gpu(model: str, suite, overrides: dict, device: str, images, top: in
     metrics = build_metrics(suite, metric_classes(suite, overrides), device)
     keys = [(i, 0) for i in range(len(prompts))]
     for m in metrics:
-        m.update_batch(ImageBatch(images, device), prompts, keys)
+        m.update_in_precision(ImageBatch(images, device), prompts, keys)
     _sync(device)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         batch = ImageBatch(images, device)
         for m in metrics:
-            m.update_batch(batch, prompts, keys)
+            m.update_in_precision(batch, prompts, keys)
         _sync(device)
     out["metrics_shared_batch"] = table(prof)
     del metrics
@@ -453,18 +461,14 @@ def measure_parts(model: str, suite, world: Path, tiny: bool, metric_dtype: str,
         gc.collect()
         if "cuda" in device:
             torch.cuda.empty_cache()
-    out.update(measure_metrics(suite, metric_overrides(world, tiny, metric_dtype), device, images, reps))
+    out.update(measure_metrics(suite_for(suite, metric_dtype), metric_overrides(world, tiny, metric_dtype), device,
+                               images, reps))
     inv = 1 / out["generate"]["images_per_s"] + 1 / out["all_metrics_shared_batch"]["images_per_s"]
     out["gpu_serial_bound_images_per_s"] = 1 / inv
     out["other_metric_dtypes"] = {}
     for dt in (d for d in also if d != metric_dtype):
-        before = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = dt == "tf32"
-        try:
-            out["other_metric_dtypes"][dt] = measure_metrics(suite, metric_overrides(world, tiny, dt), device, images,
-                                                             reps)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = before
+        out["other_metric_dtypes"][dt] = measure_metrics(suite_for(suite, dt), metric_overrides(world, tiny, dt),
+                                                         device, images, reps)
         out["other_metric_dtypes"][dt]["drift_vs_" + metric_dtype] = drift(out["metrics"],
                                                                           out["other_metric_dtypes"][dt]["metrics"])
     return out
@@ -476,8 +480,9 @@ def drift(ref: dict, other: dict) -> dict:
     import numpy as np
 
     out = {}
+    others = {k.split("[")[0]: v for k, v in other.items()}  # ids differ by precision (",tf32"): match by name
     for name, r in ref.items():
-        o = other.get(name)
+        o = others.get(name.split("[")[0])
         if o is None or r.get("value") is None or o.get("value") is None:
             continue
         d = {"value_ref": r["value"], "value": o["value"], "abs_diff": abs(o["value"] - r["value"])}
@@ -490,13 +495,13 @@ def drift(ref: dict, other: dict) -> dict:
     return out
 
 
-def run_e2e(model: str, n: int, overrides: dict, device: str, gen_mode: str, run_dir: Path, score_batch: int,
+def run_e2e(model: str, suite, n: int, overrides: dict, device: str, gen_mode: str, run_dir: Path, score_batch: int,
             n_boot: int = 1000, background_load: bool | None = None, overlap: bool = False) -> dict:
     from addbench.eval.runner import evaluate
 
     r, _, world_size = rank()
     t = time.perf_counter()
-    res = evaluate(model, "coco10k", device=device, run_dir=run_dir, limit=None if n >= SUITE_N else n,
+    res = evaluate(model, suite, device=device, run_dir=run_dir, limit=None if n >= SUITE_N else n,
                    metric_overrides=overrides, fast=fast_options(gen_mode), progress=False, score_batch=score_batch,
                    dtype="bf16" if device.startswith("cuda") else None, n_boot=n_boot, background_load=background_load,
                    overlap_scoring=overlap)
@@ -580,10 +585,11 @@ def main(argv=None) -> int:
     ap.add_argument("--gen", default="graph", choices=GEN_MODES, help="generation path (see fast_options)")
     ap.add_argument("--also-gen", default="", help="comma list of other generation paths to time alone, e.g. "
                                                    "eager,graph+nocl")
-    ap.add_argument("--metric-dtype", default="suite", choices=["suite", "tf32", "bf16"],
-                    help="suite: the suite's kwargs (fp32); tf32: the same with TF32 matmuls allowed "
-                         "(torch.backends.cuda.matmul.allow_tf32); bf16: each metric's bf16/amp kwarg")
-    ap.add_argument("--also-dtypes", default="", help="comma list (tf32,bf16): also time each metric alone in these")
+    ap.add_argument("--metric-dtype", default="suite", choices=["suite", "fp32", "tf32", "bf16"],
+                    help="suite: the suite's metric_precision; fp32 / tf32: that precision (TF32 matmuls allowed or "
+                         "not); bf16: fp32 plus each metric's bf16/amp kwarg")
+    ap.add_argument("--also-dtypes", default="", help="comma list (fp32,tf32,bf16): also time each metric alone in "
+                                                      "these, with the drift of their values")
     ap.add_argument("--profile", action="store_true", help="also list the top CUDA kernels of generation and scoring")
     ap.add_argument("--score-batch", type=int, default=64)
     ap.add_argument("--work", type=Path, default=Path(".cache/eval_throughput"), help="world + runs (reused)")
@@ -591,8 +597,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-boot", type=int, default=None, help="bootstrap draws of the record (default 1000; tiny: 2)")
     ap.add_argument("--serial-load", action="store_true", help="load the metrics before generating (no overlap)")
     ap.add_argument("--overlap", default=None,
-                    help="end-to-end runs to make (default off,on; tiny: off): off = score in turn with generation, "
-                         "on = overlap_scoring (scoring thread + CUDA stream); the report's projection uses the faster")
+                    help="end-to-end runs to make (default off): off = score in turn with generation, on = overlap_scoring "
+                         "(scoring thread + CUDA stream; fp32 metric precision only, e.g. --metric-dtype fp32); the "
+                         "report's projection uses the faster")
     ap.add_argument("--keep-samples", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here (rank 0)")
     ap.add_argument("--report", type=Path, nargs="+", default=None,
@@ -614,8 +621,6 @@ def main(argv=None) -> int:
     device = "cpu" if a.tiny or not torch.cuda.is_available() else f"cuda:{local}"
     if device.startswith("cuda"):
         torch.cuda.set_device(local)
-    if a.metric_dtype == "tf32":  # changes fp32 metric numerics (~1e-3 relative per matmul): a convention choice
-        torch.backends.cuda.matmul.allow_tf32 = True
     info = world_ready(world, a.tiny, device)
     from addbench.suites import load_suite
 
@@ -645,10 +650,10 @@ def main(argv=None) -> int:
     run_id = os.environ.get("TORCHELASTIC_RUN_ID") or (f"ppid{os.getppid()}" if world_size > 1 else f"pid{os.getpid()}")
     n_boot = a.n_boot or (2 if a.tiny else 1000)
     result["e2e_runs"] = []
-    for overlap in [v.strip() for v in (a.overlap or ("off" if a.tiny else "off,on")).split(",") if v.strip()]:
+    for overlap in [v.strip() for v in (a.overlap or "off").split(",") if v.strip()]:
         label = f"{'tiny' if a.tiny else 'full'}-n{a.images}-x{world_size}-{a.gen}-{a.metric_dtype}-overlap{overlap}"
         run_dir = work / "runs" / f"{label}-{run_id}"
-        e = run_e2e(model, a.images, overrides, device, a.gen, run_dir, a.score_batch, n_boot,
+        e = run_e2e(model, suite_for(suite, a.metric_dtype), a.images, overrides, device, a.gen, run_dir, a.score_batch, n_boot,
                     False if a.serial_load else None, overlap == "on")
         result["e2e_runs"].append({**e, "n_boot": n_boot})
         if r == 0 and not a.keep_samples:

@@ -147,10 +147,12 @@ def build_metrics(suite: Suite, classes: list[tuple[type, dict]], device: str) -
     with torch.cuda.device(dev) if dev.type == "cuda" and dev.index is not None else contextlib.nullcontext():
         for spec, (cls, kwargs) in zip(suite.metrics, classes):
             try:
-                out.append(cls(device=device, **kwargs))
+                m = cls(device=device, **kwargs)
             except TypeError as exc:
                 raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: "
                                     f"{exc}") from None
+            m.precision = suite.metric_precision
+            out.append(m)
     return out
 
 
@@ -219,7 +221,8 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              progress: bool = True, rescore: bool = False, n_boot: int = 1000,
              metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
              io_workers: int | None = None, png_compress_level: int = 1,
-             background_load: bool | None = None, overlap_scoring: bool = False) -> EvalResult:
+             background_load: bool | None = None, overlap_scoring: bool = False,
+             metric_precision: str | None = None) -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
 
     ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
@@ -228,9 +231,17 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     never pixels); ``background_load``: load the metric networks in a thread while generation runs (default:
     when the generator is on a GPU; on the CPU, threads would only contend); ``overlap_scoring`` (GPU): score
     in a thread on a CUDA stream of its own, so metric kernels run beside generation kernels (numbers unchanged).
+    ``metric_precision``: fp32 | tf32 instead of the suite's ``metric_precision`` (its own config hash and run key;
+    the record says so and ``addbench leaderboard`` labels the row).
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if metric_precision is not None:
+        suite = suite.with_metric_precision(metric_precision)
+    if overlap_scoring and suite.metric_precision != "fp32":
+        raise AddbenchError(f"--overlap-scoring needs metric precision fp32 (suite {suite.name} uses "
+                            f"{suite.metric_precision}: a process-wide switch that would reach the generator's "
+                            "matmuls running beside it); drop --overlap-scoring or pass --metric-precision fp32")
     if suite.kind == "video":  # VBench-style suites: mp4 files, scored in the VBench env
         from addbench.video.runner import evaluate_video
         return evaluate_video(model, suite, out_dir, device, batch_size, sampler_overrides, dtype=dtype, limit=limit,
@@ -466,7 +477,9 @@ class _Loop:
         prompts = [self.prompts[i] for i, _ in keys]
         for m in self.metrics:
             t = time.perf_counter()
-            if hasattr(m, "update_batch"):
+            if hasattr(m, "update_in_precision"):
+                m.update_in_precision(batch, prompts, keys)
+            elif hasattr(m, "update_batch"):
                 m.update_batch(batch, prompts, keys)
             else:
                 m.update(batch.images, prompts, keys)
@@ -499,7 +512,7 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
         "suite": {"name": suite.name, "version": suite.version, "hash": suite_hash(suite, pset.sha256),
                   "config_sha256": suite.config_sha256, "prompt_set": pset.name, "prompt_sha256": pset.sha256,
                   "n_prompts": n_prompts, "seeds": list(suite.seeds), "noise_seed": "seed * 1000000 + prompt_index",
-                  "resolution": suite.resolution, "limit": limit},
+                  "resolution": suite.resolution, "limit": limit, "metric_precision": suite.metric_precision},
         "metrics": entries,
         "provenance": {**environment(device, world_size),
                        "timing_s": {**timing, "total": time.perf_counter() - t_start}},

@@ -31,6 +31,7 @@ import yaml
 
 from addbench.errors import AddbenchError
 from addbench.eval.records import read_record
+from addbench.suites import load_suite
 
 PUBLISHED_DIRS = (Path.cwd() / "leaderboards" / "published", Path(__file__).resolve().parents[2] / "leaderboards" / "published")
 FORMATS = ("md", "latex", "csv")
@@ -61,7 +62,8 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
             continue
         limit = rec["suite"].get("limit")
         row = {"model": rec["model"]["name"], "nfe": rec["model"]["nfe"], "suite": rec["suite"]["name"]
-               + (f" (first {limit})" if limit else ""), "source": "measured", "run": str(path.parent), "metrics": {}}
+               + (f" (first {limit})" if limit else "") + _precision_label(rec["suite"]), "source": "measured",
+               "run": str(path.parent), "metrics": {}}
         for mid, m in rec["metrics"].items():
             row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "higher_is_better": m["higher_is_better"]}
         rows.append(row)
@@ -134,6 +136,18 @@ def _vbench_rank(mid: str) -> int:
     order = ["total", "quality", "semantic", *DIMENSIONS]
     m = re.match(r"vbench\[(\w+)", mid)
     return order.index(m.group(1)) if m and m.group(1) in order else -1
+
+
+def _precision_label(suite: dict) -> str:
+    """" (fp32 metrics)" when the run scored off its registered suite's metric precision (``--metric-precision``)."""
+    ran = suite.get("metric_precision")
+    if ran is None:
+        return ""
+    try:
+        own = load_suite(suite["name"]).metric_precision
+    except AddbenchError:  # a suite file of the user's that is not registered: nothing to compare with
+        return ""
+    return f" ({ran} metrics)" if ran != own else ""
 
 
 def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.DataFrame:

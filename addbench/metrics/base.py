@@ -18,9 +18,13 @@ Contract with the eval runner
 * after all updates on every rank: ``sync()`` (no-op without torch.distributed), then
   ``compute()`` / ``per_sample()`` / ``bootstrap()`` on rank 0.
 * ``id`` names the metric with its backbone and convention, e.g. ``clip_score[ViT-g-14/laion2b_s34b_b88k,x100]``.
+  The matmul precision is the suite's (``metric_precision``, in its config hash and the record), not the id's: ids
+  stay comparable with published tables; ``addbench leaderboard`` labels a run scored off its suite's precision.
+* ``update_in_precision`` is what the runner calls: ``update_batch`` under :func:`matmul_precision`.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +32,22 @@ import torch
 import torch.distributed as dist
 
 Key = tuple[int, int]  # (prompt_index, seed)
+PRECISIONS = ("fp32", "tf32")
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """fp32 matmuls of the metric networks: ``fp32`` exact, ``tf32`` on TF32 tensor cores (GPUs that have them;
+    a no-op on the CPU). A process-wide switch (``torch.backends.cuda.matmul.allow_tf32``), restored on exit.
+    cuDNN convolutions follow PyTorch's default (TF32 allowed) under both, as clean-fid's Inception always has."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"metric precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 class Metric:
@@ -35,6 +55,7 @@ class Metric:
     higher_is_better: ClassVar[bool] = True
     grouped: ClassVar[bool] = False  # needs every seed of a prompt in the same update call
     views: tuple = ()  # shared image views (addbench.metrics.views) that update_batch reads
+    precision: str = "fp32"  # the suite's metric_precision (set by the runner's build_metrics)
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
@@ -74,6 +95,11 @@ class Metric:
     def update_batch(self, batch, prompts: list[str], keys: list[Key]) -> None:
         """``update`` from a shared ``ImageBatch`` (views computed once for all metrics); override to read views."""
         self.update(batch.images, prompts, keys)
+
+    def update_in_precision(self, batch, prompts: list[str], keys: list[Key]) -> None:
+        """``update_batch`` with the fp32 matmuls in this metric's ``precision``."""
+        with matmul_precision(self.precision):
+            self.update_batch(batch, prompts, keys)
 
     def compute(self) -> float:
         raise NotImplementedError

@@ -28,6 +28,7 @@ Keys (after includes)::
       - name: clip_score           # registered metric name (addbench.registry.METRICS)
         kwargs: {...}              # passed to Metric(device, **kwargs)
     kind: image                    # image (default) | video
+    metric_precision: fp32         # fp32 (default) | tf32: fp32 matmuls of the metric networks on TF32 tensor cores
     videos:                        # video suites only: how many videos per prompt, and their frame rate
       per_prompt: 5
       per_prompt_by_dimension: {temporal_flickering: 25}   # prompt category -> count (the largest wins)
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,22 @@ class Suite:
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
     kind: str = "image"  # image | video
     videos: dict = field(default_factory=dict)  # video suites: per_prompt, per_prompt_by_dimension, fps
+    metric_precision: str = "fp32"  # fp32 | tf32 (addbench.metrics.base.matmul_precision)
 
     def to_dict(self) -> dict:
         return dict(self.resolved)
+
+    def with_metric_precision(self, precision: str) -> "Suite":
+        """The same suite under another metric precision (a new config hash, so a new run key)."""
+        from addbench.metrics.base import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise AddbenchError(f"metric precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision == self.metric_precision:
+            return self
+        resolved = {**self.resolved, "metric_precision": precision}
+        return replace(self, metric_precision=precision, resolved=resolved,
+                       config_sha256=hashlib.sha256(_canonical(resolved)).hexdigest())
 
 
 def _canonical(obj: Any) -> bytes:
@@ -250,8 +264,10 @@ def _build(path: Path, data: dict) -> Suite:
                   "fps": videos.get("fps", 8)}
     else:
         _require(not videos, path, "'videos' is only for suites with kind: video")
+    precision = data.get("metric_precision", "fp32")
+    _require(precision in ("fp32", "tf32"), path, f"metric_precision must be fp32 or tf32, not {precision!r}")
     known = {"name", "version", "description", "prompts", "seeds", "resolution", "metrics", "sampler",
-             "reference", "group", "notes", "kind", "videos"}
+             "reference", "group", "notes", "kind", "videos", "metric_precision"}
     unknown = sorted(set(data) - known)
     _require(not unknown, path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     resolved = dict(data)
@@ -262,7 +278,7 @@ def _build(path: Path, data: dict) -> Suite:
         seeds=tuple(seeds), resolution=res, metrics=tuple(specs), sampler=dict(data.get("sampler") or {}),
         reference=dict(data.get("reference") or {}), path=str(path),
         config_sha256=hashlib.sha256(_canonical(resolved)).hexdigest(), resolved=resolved,
-        kind=kind, videos=videos,
+        kind=kind, videos=videos, metric_precision=precision,
     )
 
 

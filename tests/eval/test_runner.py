@@ -281,3 +281,30 @@ def test_overlapped_scoring_gives_the_same_results_and_raises_failures(fake_suit
     with pytest.raises(ValueError, match="metric exploded"):
         _run(fake_suite, tmp_path / "bad", score_batch=6, io_workers=2, overlap_scoring=True)
     assert not (tmp_path / "bad" / "record.json").exists()
+
+
+def test_metric_precision_tf32_scores_under_tf32_with_its_own_ids_and_run(fake_suite, tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    orig = fakes.FakeBrightness.update
+
+    def spy(self, images, prompts, keys):
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return orig(self, images, prompts, keys)
+
+    monkeypatch.setattr(fakes.FakeBrightness, "update", spy)
+    before = torch.backends.cuda.matmul.allow_tf32
+    ref = evaluate(fakes.FakeGenerator(), fake_suite, out_dir=tmp_path / "runs", batch_size=4, progress=False)
+    assert seen and not any(seen)
+    seen.clear()
+    res = evaluate(fakes.FakeGenerator(), fake_suite, out_dir=tmp_path / "runs", batch_size=4, progress=False,
+                   metric_precision="tf32")
+    assert seen and all(seen) and torch.backends.cuda.matmul.allow_tf32 == before  # set while scoring, restored
+    assert res.run_dir != ref.run_dir and res.record["suite"]["metric_precision"] == "tf32"
+    assert res.record["suite"]["config_sha256"] != ref.record["suite"]["config_sha256"]
+    assert set(res.record["metrics"]) == set(ref.record["metrics"])  # ids stay comparable with published tables
+    # on the CPU TF32 does not exist: the same numbers
+    assert res.record["metrics"]["fake_brightness[x100]"]["value"] == ref.record["metrics"]["fake_brightness[x100]"]["value"]
+    with pytest.raises(AddbenchError, match="overlap-scoring needs metric precision fp32"):
+        _run(fake_suite, tmp_path / "ov", metric_precision="tf32", overlap_scoring=True)

@@ -9,7 +9,7 @@ def test_registered_suites_and_includes():
     assert {"coco5k", "coco10k", "coco30k", "parti-diversity", "hpsv2-bench"} <= set(names)
     assert not any(n.startswith("_") for n in names)
     s = load_suite("coco10k")
-    assert s.version == 1 and s.seeds == (0,) and s.resolution == 512  # from _t2i.yaml via _coco2014.yaml
+    assert s.version == 2 and s.seeds == (0,) and s.resolution == 512  # from _t2i.yaml via _coco2014.yaml
     assert s.prompts.format == "coco_captions" and s.prompts.expected == {"images": 40504, "annotations": 202654}
     assert s.prompts.selection == {"rule": "random_images", "n": 10000, "seed": 2024, "caption": "first"}
     assert [m.name for m in s.metrics] == ["clip_score", "pickscore", "hpsv2", "mps", "fid"]
@@ -67,3 +67,19 @@ def test_include_merges_and_detects_cycles(tmp_path):
     (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(AddbenchError, match="include cycle"):
         load_suite(tmp_path / "a.yaml")
+
+
+def test_metric_precision_is_part_of_the_suite(tmp_path):
+    coco, toy = load_suite("coco10k"), load_suite("toy")
+    assert coco.metric_precision == "tf32" and coco.resolved["metric_precision"] == "tf32"  # via _coco2014.yaml
+    assert load_suite("coco5k").metric_precision == "tf32" and toy.metric_precision == "fp32"
+    strict = coco.with_metric_precision("fp32")
+    assert strict.metric_precision == "fp32" and strict.config_sha256 != coco.config_sha256  # own run key
+    assert strict.with_metric_precision("tf32").config_sha256 == coco.config_sha256
+    assert toy.with_metric_precision("fp32") is toy  # suites without the key keep their hash (old records stand)
+    with pytest.raises(AddbenchError, match="use one of fp32, tf32"):
+        coco.with_metric_precision("bf16")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(toy.path).read() + "\nmetric_precision: fp16\n")
+    with pytest.raises(AddbenchError, match="metric_precision must be fp32 or tf32"):
+        load_suite(bad)

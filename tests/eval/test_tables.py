@@ -7,11 +7,11 @@ from addbench.errors import AddbenchError
 from addbench.eval.tables import _cell, leaderboard_frame, make_table, measured_rows, published_files, published_rows
 
 
-def _record(tmp_path, name, nfe, value, ci, complete=True):
+def _record(tmp_path, name, nfe, value, ci, complete=True, precision=None):
     d = tmp_path / name
     d.mkdir()
     rec = {"format": "addbench-record/1", "complete": complete, "model": {"name": name, "nfe": nfe},
-           "suite": {"name": "coco10k", "limit": None},
+           "suite": {"name": "coco10k", "limit": None, **({"metric_precision": precision} if precision else {})},
            "metrics": {"clip_score[ViT-g-14/laion2b_s34b_b88k,x100]": {"value": value, "ci95": ci, "higher_is_better": True},
                        "fid[inception-2015-12-05,clean]": {"value": 20.0, "ci95": None, "higher_is_better": False}}}
     (d / "record.json").write_text(json.dumps(rec))
@@ -64,3 +64,10 @@ def test_malformed_published_file(tmp_path):
         published_rows([str(bad)])
     with pytest.raises(AddbenchError, match="nothing to show"):
         leaderboard_frame([])
+
+
+def test_a_run_scored_off_its_suites_metric_precision_is_labelled(tmp_path):
+    rows, _ = measured_rows([_record(tmp_path, "own", 1, 35.0, None, precision="tf32"),
+                             _record(tmp_path, "strict", 1, 35.0, None, precision="fp32"),
+                             _record(tmp_path, "old", 1, 35.0, None)])
+    assert [r["suite"] for r in rows] == ["coco10k", "coco10k (fp32 metrics)", "coco10k"]  # coco10k v2 is tf32
