@@ -8,7 +8,8 @@ given. Every fast variant is checked against the eager output of the same prompt
 latents, relative L2 <= ``--tol``, finite; uint8 images); the script exits 1 when a check fails (after
 writing the JSON). Variants: ``graph`` (CUDA graph + channels-last + SDPA), ``graph+compile`` (the same
 with torch.compile of UNet and VAE decoder, ``--compile-mode``), ``+text`` also compiles the text encoders,
-``+fused`` adds fused QKV projections.
+``+fused`` adds fused QKV projections; ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
+variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``: cheaper to compile than max-autotune).
 """
 from __future__ import annotations
 
@@ -23,13 +24,34 @@ from addbench.eval.latency import measure_latency
 TARGET_MS, TARGET_SPEEDUP = 15.0, 6.0
 
 
-def parse_variant(name: str, compile_mode: str) -> FastOptions:
+def parse_inductor(items: list[str]) -> tuple:
+    """``KEY=VALUE`` -> ((key, value), ...); values true/false, integers, floats, else strings."""
+    out = []
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--inductor {item!r}: use KEY=VALUE, e.g. coordinate_descent_tuning=true")
+        low = raw.lower()
+        value = True if low == "true" else False if low == "false" else raw
+        if isinstance(value, str):
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out.append((key, value))
+    return tuple(out)
+
+
+def parse_variant(name: str, compile_mode: str, inductor: tuple = ()) -> FastOptions:
     known = {"graph", "compile", "text", "fused", "nograph"}
     bits = set(name.split("+"))
     if not bits <= known:
         raise SystemExit(f"unknown variant {name!r}: combine {sorted(known)} with '+'")
     return FastOptions(cuda_graph="nograph" not in bits, compile=compile_mode if "compile" in bits else None,
-                       compile_text="text" in bits and "compile" in bits, fuse_qkv="fused" in bits)
+                       compile_text="text" in bits and "compile" in bits, fuse_qkv="fused" in bits,
+                       inductor=inductor if "compile" in bits else ())
 
 
 def table(result: dict) -> str:
@@ -70,13 +92,16 @@ def main(argv=None) -> int:
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--variants", default="graph,graph+compile")
     ap.add_argument("--compile-mode", default="default")
+    ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                    help="torch._inductor.config setting for the compiled variants (repeatable), e.g. "
+                         "coordinate_descent_tuning=true, freezing=true")
     ap.add_argument("--modes", default="eager,fast")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--tol", type=float, default=5e-2, help="max relative L2 of fast vs eager final latents")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     a = ap.parse_args(argv)
-    variants = [parse_variant(v, a.compile_mode) for v in a.variants.split(",") if v]
+    variants = [parse_variant(v, a.compile_mode, parse_inductor(a.inductor)) for v in a.variants.split(",") if v]
     result = measure_latency(model=a.model, base=None if a.model else "sdxl", random_weights=a.model is None,
                              res=a.res, nfe=[int(n) for n in a.nfe.split(",")], batch=a.batch, runs=a.runs,
                              device=a.device, dtype=a.dtype, modes=tuple(a.modes.split(",")), guidance=a.guidance,

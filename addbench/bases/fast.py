@@ -41,6 +41,9 @@ class FastOptions:
     compile_text: bool = False  # also compile the text encoders
     channels_last: bool = True
     fuse_qkv: bool = False  # diffusers' fused QKV projections (UNet + VAE)
+    # extra torch._inductor.config settings applied before compiling, e.g. (("coordinate_descent_tuning", True),
+    # ("freezing", True)); process-wide, they stay set (compilation is lazy)
+    inductor: tuple = ()
 
     def describe(self) -> dict:
         return dataclasses.asdict(self)
@@ -49,7 +52,8 @@ class FastOptions:
     def label(self) -> str:
         """e.g. ``graph+compile(default)+channels_last``."""
         parts = ["graph" if self.cuda_graph else "no-graph"]
-        parts += [f"compile({self.compile}{',text' if self.compile_text else ''})"] if self.compile else []
+        extra = "".join(f",{k}={v}" for k, v in self.inductor)
+        parts += [f"compile({self.compile}{',text' if self.compile_text else ''}{extra})"] if self.compile else []
         parts += ["channels_last"] if self.channels_last else []
         parts += ["fused_qkv"] if self.fuse_qkv else []
         return "+".join(parts)
@@ -81,6 +85,11 @@ def prepare_modules(base, opts: FastOptions) -> dict:
         import torch._inductor.config as inductor_config
 
         inductor_config.conv_1x1_as_mm = True
+        for key, value in opts.inductor:
+            if not hasattr(inductor_config, key):
+                raise AddbenchError(f"unknown torch._inductor.config setting {key!r} (torch {torch.__version__}); "
+                                    "see torch/_inductor/config.py for the names")
+            setattr(inductor_config, key, value)
         base.network.compile(mode=opts.compile)
         if base.vae is not None:
             base.vae.decoder.compile(mode=opts.compile)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from addbench.bases.fast import FastGenerator, FastOptions, StaticLoop, encode_ids, make_fast, tokenize
+from addbench.bases.fast import FastGenerator, FastOptions, StaticLoop, encode_ids, make_fast, prepare_modules, tokenize
 from addbench.bases.interface import Sampler
 from addbench.bases.loading import load_base, load_generator
 from addbench.bases.sampling import denoise, initial_noise
@@ -84,11 +84,28 @@ def test_bad_inputs(tiny_dir):
         FastGenerator(load_base(str(tiny_dir("sd3")), device="cpu"))
     with pytest.raises(AddbenchError, match="compile mode"):
         FastGenerator(fast.base, options=FastOptions(compile="fastest"))
+    with pytest.raises(AddbenchError, match="unknown torch._inductor.config setting 'go_faster'"):
+        FastGenerator(fast.base, options=FastOptions(compile="default", inductor=(("go_faster", True),)))
 
 
 def test_options_label():
     assert FastOptions().label == "graph+channels_last"
     assert FastOptions(compile="default", fuse_qkv=True).label == "graph+compile(default)+channels_last+fused_qkv"
+    assert FastOptions(compile="default", inductor=(("freezing", True),)).label == \
+        "graph+compile(default,freezing=True)+channels_last"
+
+
+def test_inductor_settings_are_applied_before_the_lazy_compile(tiny_dir, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append((type(self).__name__, kw)))
+    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)  # restored after the test
+    monkeypatch.setattr(inductor_config, "conv_1x1_as_mm", False)
+    base = load_base(str(tiny_dir("sdxl")), device="cpu")
+    prepare_modules(base, FastOptions(compile="default", inductor=(("coordinate_descent_tuning", True),)))
+    assert inductor_config.coordinate_descent_tuning is True and inductor_config.conv_1x1_as_mm is True
+    assert [n for n, _ in compiled] == ["UNet2DConditionModel", "Decoder"] and compiled[0][1] == {"mode": "default"}
 
 
 HOST_OPS = {"aten.lift_fresh.default", "aten.lift_fresh_copy.default", "aten._local_scalar_dense.default",

@@ -72,3 +72,11 @@ def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.parse_variant("graph+turbo", "default")
     assert bench.parse_variant("graph+compile+fused", "default") == FastOptions(compile="default", fuse_qkv=True)
+    tune = bench.parse_inductor(["coordinate_descent_tuning=true", "freezing=False", "max_autotune_gemm_search_space=EXHAUSTIVE",
+                                 "realize_reads_threshold=4"])
+    assert tune == (("coordinate_descent_tuning", True), ("freezing", False),
+                    ("max_autotune_gemm_search_space", "EXHAUSTIVE"), ("realize_reads_threshold", 4))
+    assert bench.parse_variant("graph+compile", "default", tune).inductor == tune
+    assert bench.parse_variant("graph", "default", tune).inductor == ()  # only compiled variants take them
+    with pytest.raises(SystemExit):
+        bench.parse_inductor(["freezing"])
