@@ -237,6 +237,9 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if metric_precision is not None:
+        if suite.kind == "video":
+            raise AddbenchError(f"--metric-precision is for image suites; {suite.name} is scored by VBench in its own "
+                                "environment with its own precision")
         suite = suite.with_metric_precision(metric_precision)
     if overlap_scoring and suite.metric_precision != "fp32":
         raise AddbenchError(f"--overlap-scoring needs metric precision fp32 (suite {suite.name} uses "

@@ -308,3 +308,5 @@ def test_metric_precision_tf32_scores_under_tf32_with_its_own_ids_and_run(fake_s
     assert res.record["metrics"]["fake_brightness[x100]"]["value"] == ref.record["metrics"]["fake_brightness[x100]"]["value"]
     with pytest.raises(AddbenchError, match="overlap-scoring needs metric precision fp32"):
         _run(fake_suite, tmp_path / "ov", metric_precision="tf32", overlap_scoring=True)
+    with pytest.raises(AddbenchError, match="--metric-precision is for image suites"):
+        _run("vbench", tmp_path / "video", metric_precision="tf32")
