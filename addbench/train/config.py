@@ -22,7 +22,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "budget_images": 1000,      # stop once this many images were seen (steps x batch)
     "precision": "auto",        # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32"
     "base_dtype": "fp32",       # dtype the base (teacher + the copies made from it) loads in; autocast does bf16
-    "grad_checkpointing": False,
+    "grad_checkpointing": False,  # activation checkpointing of every network (teacher and VAE included) ...
+    "checkpoint_skip": [],      # ... except these (plug-in network names, "teacher", "vae"): memory traded for speed
     "compile": False,
     "grad_clip": 10.0,          # max grad norm per network; 0 = off
     "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>
@@ -50,7 +51,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
 
 # Keys that may change between the first run and a resume (everything else must match).
 RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_images", "keep_ckpts",
-                               "sample_every_images", "tensorboard", "wandb"})
+                               "sample_every_images", "tensorboard", "wandb",
+                               # memory/speed only, same math: e.g. turn checkpointing on to resume after an OOM
+                               "grad_checkpointing", "checkpoint_skip"})
 
 
 class FrozenConfig(dict):
@@ -156,6 +159,11 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         except ValueError as exc:
             raise AddbenchError(f"bad value for {key}: {exc}") from None
     return out
+
+
+def checkpointed(cfg, name: str) -> bool:
+    """Whether network ``name`` (a plug-in network, "teacher" or "vae") runs with activation checkpointing."""
+    return bool(cfg.get("grad_checkpointing")) and name not in (cfg.get("checkpoint_skip") or ())
 
 
 def config_hash(cfg: dict) -> str:

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from addbench.errors import AddbenchError
 from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDetector, ProgressBar, SampleGrid,
                                       TensorBoardLogger, TrainingStopped, WandbLogger)
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
-from addbench.train.config import config_hash
+from addbench.train.config import checkpointed, config_hash
 from addbench.train.data import TrainData
 from addbench.train.parallel import (DistContext, enable_activation_checkpointing, is_sharded, mean_over_ranks,
                                      parallelize)
@@ -91,12 +92,15 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
     """Build networks (plug-in), parallelize, optimisers, EMA; restore the latest state if there is one."""
     nets = distiller.setup(base, cfg)
     check_plugin(distiller, nets)
+    unknown = sorted(set(cfg["checkpoint_skip"] or ()) - set(nets) - {"teacher", "vae"})
+    if unknown:
+        raise AddbenchError(f"checkpoint_skip names {', '.join(unknown)}; use {', '.join(sorted(nets))}, teacher or vae")
     for name, net in nets.items():
-        nets[name] = parallelize(net.to(ctx.device), ctx, activation_checkpointing=bool(cfg["grad_checkpointing"]),
+        nets[name] = parallelize(net.to(ctx.device), ctx, activation_checkpointing=checkpointed(cfg, name),
                                  compile=bool(cfg["compile"]))
     distiller.nets = nets
     vae = getattr(base, "vae", None)
-    if cfg["grad_checkpointing"] and vae is not None:
+    if checkpointed(cfg, "vae") and vae is not None:
         # pixel-space losses (ADD, DMDX ADP) backpropagate through the frozen VAE decoder: at SDXL 1024², micro-batch
         # 4, its activations alone overflow 141 GB; checkpointing it costs one more decoder forward per backward
         enable_activation_checkpointing(vae)

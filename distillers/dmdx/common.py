@@ -9,6 +9,7 @@ from torch import nn
 from addbench.discriminators import DMDXHead, Dinov2Backbone, NetworkTaps, SamBackbone, Video3DHead
 from addbench.errors import AddbenchError
 from addbench.losses import adp_schedule
+from addbench.train.config import checkpointed
 from addbench.train.plugin import Distiller
 
 
@@ -44,12 +45,13 @@ class DMDXStage(Distiller):
     # ---- latent discriminator D_τ(x_t, t): frozen teacher + one DMDX head per block output ----------------
     def build_latent_disc(self, base, cfg) -> nn.ModuleList:
         """Heads on the frozen teacher's taps, laid out by ``base.feature_map`` (video: (N, C, F', h, w) maps
-        and 3D heads). With ``grad_checkpointing`` the teacher is checkpointed too: the generator's gradient
-        goes back through it to its input (the paper trains with gradient checkpointing, appendix B)."""
+        and 3D heads). With ``grad_checkpointing`` the teacher is checkpointed too, unless ``checkpoint_skip`` names
+        it: the generator's gradient goes back through it to its input (the paper trains with gradient
+        checkpointing, appendix B)."""
         taps = cfg["latent_taps"]
         names = [taps] if isinstance(taps, str) else list(taps)
         names = list(base.feature_taps) if names == ["base"] else names  # --set latent_taps=base
-        if cfg.get("grad_checkpointing"):
+        if checkpointed(cfg, "teacher"):
             from addbench.train.parallel import enable_activation_checkpointing
 
             enable_activation_checkpointing(self.teacher)

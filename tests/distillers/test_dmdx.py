@@ -161,3 +161,16 @@ def test_adm_multistep_student_solves_without_grad_then_one_grad_step(world):
     seen.clear()
     plugin.generate(z, cond, grad=True, full=True)
     assert [t for t, _ in seen] == plugin.gen_ts and not any(g for _, g in seen)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_teacher_checkpointing_follows_grad_checkpointing_and_checkpoint_skip(world, monkeypatch, skip):
+    import addbench.train.parallel as parallel
+
+    from distillers.dmdx import ADM
+
+    wrapped = []
+    monkeypatch.setattr(parallel, "enable_activation_checkpointing", lambda m: wrapped.append(m) or "spy")
+    plugin, _ = _plugin(ADM, world, world["adm"] + ["grad_checkpointing=true"]
+                        + (["checkpoint_skip=teacher"] if skip else []))
+    assert (plugin.teacher in wrapped) is not skip

@@ -176,3 +176,11 @@ def test_grad_checkpointing_also_checkpoints_the_frozen_vae_decoder(tmp_path, pr
     base2.vae = tiny_vae()
     train(FakeDistiller, base2, tmp_path / "off", [prompts, "budget_images=4"], device="cpu")
     assert not base2.vae.decoder.gradient_checkpointing
+    # checkpoint_skip leaves the named parts alone; it and grad_checkpointing may change on resume (same math)
+    train(FakeDistiller, base2, tmp_path / "off", [prompts, "budget_images=8", "grad_checkpointing=true",
+                                                    "checkpoint_skip=vae"], device="cpu")
+    assert not base2.vae.decoder.gradient_checkpointing
+    assert [r["images_seen"] for r in _records(tmp_path / "off")] == [4, 8]
+    with pytest.raises(AddbenchError, match="checkpoint_skip names unet; use d, g, teacher or vae"):
+        train(FakeDistiller, FakeBase(), tmp_path / "bad", [prompts, "budget_images=4", "grad_checkpointing=true",
+                                                             "checkpoint_skip=unet"], device="cpu")
