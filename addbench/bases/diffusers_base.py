@@ -140,20 +140,24 @@ class DiffusersBase(Base):
         out = self._network_call(net, x_t.to(dt), self._t(t, x_t), cond.to(x_t.device, dt))
         return out.to(x_t.dtype)
 
-    def x0(self, x_t: torch.Tensor, t, cond: Cond, guidance: float = 1.0, network: torch.nn.Module | None = None,
-           null: Cond | None = None) -> torch.Tensor:
-        """x0 prediction; with ``guidance != 1`` classifier-free guidance on the raw output
-        (one batched call on [null, cond], like diffusers). ``null`` defaults to ``null_cond``."""
+    def predict_cfg(self, x_t: torch.Tensor, t, cond: Cond, guidance: float = 1.0,
+                    network: torch.nn.Module | None = None, null: Cond | None = None) -> torch.Tensor:
+        """Raw network output; with ``guidance != 1`` classifier-free guidance on it (one batched call on
+        [null, cond], like diffusers). ``null`` defaults to ``null_cond``."""
         t = self._t(t, x_t)
         if guidance == 1.0:
-            out = self.predict(x_t, t, cond, network)
-        else:
-            null = self.null_cond(len(cond)) if null is None else null
-            both = self.predict(torch.cat([x_t, x_t]), torch.cat([t, t]), Cond.cat([null.to(x_t.device), cond.to(x_t.device)]),
-                                network)
-            out_u, out_c = both.chunk(2)
-            out = out_u + guidance * (out_c - out_u)
-        return self.schedule.to_x0(out, x_t, t)
+            return self.predict(x_t, t, cond, network)
+        null = self.null_cond(len(cond)) if null is None else null
+        both = self.predict(torch.cat([x_t, x_t]), torch.cat([t, t]), Cond.cat([null.to(x_t.device), cond.to(x_t.device)]),
+                            network)
+        out_u, out_c = both.chunk(2)
+        return out_u + guidance * (out_c - out_u)
+
+    def x0(self, x_t: torch.Tensor, t, cond: Cond, guidance: float = 1.0, network: torch.nn.Module | None = None,
+           null: Cond | None = None) -> torch.Tensor:
+        """x0 prediction from :meth:`predict_cfg` (CFG on the raw output when ``guidance != 1``)."""
+        t = self._t(t, x_t)
+        return self.schedule.to_x0(self.predict_cfg(x_t, t, cond, guidance, network, null), x_t, t)
 
     @property
     def vae_scale(self) -> tuple[float, float]:

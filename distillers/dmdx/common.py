@@ -28,18 +28,10 @@ class DMDXStage(Distiller):
         self.student_schedule = adp_schedule(self.schedule.T) if kind == "flow" else self.schedule
 
     def student_x0(self, x_t, t, cond, guidance: float = 1.0) -> torch.Tensor:
-        """The student's x̂0; with ``guidance != 1`` classifier-free guidance on its raw output (one batched
-        call on [null, cond]), as the real score's CFG."""
-        tt = torch.as_tensor(t, dtype=torch.float32, device=x_t.device)
-        if guidance == 1.0:
-            out = self.base.predict(x_t, tt, cond, network=self.nets["g"])
-        else:
-            from addbench.bases.cond import Cond
-
-            both = self.base.predict(torch.cat([x_t, x_t]), tt, Cond.cat([self.base.null_cond(len(cond)).to(x_t.device),
-                                                                        cond.to(x_t.device)]), network=self.nets["g"])
-            out_u, out_c = both.chunk(2)
-            out = out_u + guidance * (out_c - out_u)
+        """The student's x̂0 in its own parameterisation; with ``guidance != 1`` classifier-free guidance on its
+        raw output (``base.predict_cfg``, as the real score's CFG)."""
+        out = self.base.predict_cfg(x_t, torch.as_tensor(t, dtype=torch.float32, device=x_t.device), cond, guidance,
+                                    network=self.nets["g"])
         return self.student_schedule.to_x0(out.float(), x_t.float(), t).float()
 
     # ---- latent discriminator D_τ(x_t, t): frozen teacher + one DMDX head per block output ----------------
