@@ -31,8 +31,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from addbench.suites import METRIC_PRECISIONS as PRECISIONS  # the suite owns the convention
+
 Key = tuple[int, int]  # (prompt_index, seed)
-PRECISIONS = ("fp32", "tf32")
 
 
 @contextlib.contextmanager

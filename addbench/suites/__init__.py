@@ -54,6 +54,7 @@ from addbench.errors import AddbenchError
 SUITES_DIR = Path(__file__).parent
 PROMPT_FORMATS = ("coco_captions", "parti_tsv", "hpdv2_json", "inline", "text", "python")
 KINDS = ("image", "video")
+METRIC_PRECISIONS = ("fp32", "tf32")  # addbench.metrics.base.matmul_precision
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,8 @@ class Suite:
 
     def with_metric_precision(self, precision: str) -> "Suite":
         """The same suite under another metric precision (a new config hash, so a new run key)."""
-        from addbench.metrics.base import PRECISIONS
-
-        if precision not in PRECISIONS:
-            raise AddbenchError(f"metric precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision not in METRIC_PRECISIONS:
+            raise AddbenchError(f"metric precision {precision!r}; use one of {', '.join(METRIC_PRECISIONS)}")
         if precision == self.metric_precision:
             return self
         resolved = {**self.resolved, "metric_precision": precision}
@@ -265,7 +264,8 @@ def _build(path: Path, data: dict) -> Suite:
     else:
         _require(not videos, path, "'videos' is only for suites with kind: video")
     precision = data.get("metric_precision", "fp32")
-    _require(precision in ("fp32", "tf32"), path, f"metric_precision must be fp32 or tf32, not {precision!r}")
+    _require(precision in METRIC_PRECISIONS, path,
+             f"metric_precision must be {' or '.join(METRIC_PRECISIONS)}, not {precision!r}")
     known = {"name", "version", "description", "prompts", "seeds", "resolution", "metrics", "sampler",
              "reference", "group", "notes", "kind", "videos", "metric_precision"}
     unknown = sorted(set(data) - known)
