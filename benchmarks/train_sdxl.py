@@ -258,12 +258,33 @@ class PhaseFlops(TorchDispatchMode):
         return out
 
 
+class Clock:
+    """CUDA events on the GPU (host clock on the CPU): ``mark()`` now, ``ms(a, b)`` after a sync."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+
+    def mark(self):
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            return e
+        return time.perf_counter()
+
+    def ms(self, a, b) -> float:
+        if self.cuda:
+            b.synchronize()
+            return a.elapsed_time(b)
+        return (b - a) * 1e3
+
+
 class TurnTimer:
     """Wraps the engine's ``TrainData`` (``batch`` marks the start of every turn call) and is a loop
     callback (``on_step`` marks the end of the step); counts FLOPs during step 0 when ``count_flops``."""
 
     def __init__(self, data, cuda: bool, count_flops: bool, warmup: int = 1):
         self.data, self.cuda, self.count_flops, self.warmup = data, cuda, count_flops, warmup
+        self.clock = Clock(cuda)
         self.peak_warmup_gib: float | None = None
         self.marks: list = []  # (turn, mark) of the current step
         self.t_step0: float | None = None
@@ -273,16 +294,6 @@ class TurnTimer:
         self.flops_by_turn: dict | None = None
         self.flops_complete = False
 
-    def _mark(self):
-        if self.cuda:
-            e = torch.cuda.Event(enable_timing=True)
-            e.record()
-            return e
-        return time.perf_counter()
-
-    def _ms(self, a, b) -> float:
-        return a.elapsed_time(b) if self.cuda else (b - a) * 1e3
-
     def batch(self, step: int, call: int = 0, turn: str = ""):
         if step == 0 and call == 0 and self.count_flops and self.flops is None:
             self.flops = PhaseFlops()
@@ -291,7 +302,7 @@ class TurnTimer:
             self.flops.turn = turn
         if not self.marks:
             self.t_step0 = time.perf_counter()
-        self.marks.append((turn, self._mark()))
+        self.marks.append((turn, self.clock.mark()))
         t = time.perf_counter()
         out = self.data.batch(step, call, turn)
         self.data_s += time.perf_counter() - t
@@ -303,12 +314,12 @@ class TurnTimer:
             self.flops_by_turn, self.flops = self.flops.by_turn, None
 
     def on_step(self, state, logs):
-        end = self._mark()
+        end = self.clock.mark()
         if self.cuda:
             torch.cuda.synchronize()
         wall = (time.perf_counter() - self.t_step0) * 1e3
         bounds = [m for _, m in self.marks] + [end]
-        calls = [(turn, self._ms(bounds[i], bounds[i + 1])) for i, (turn, _) in enumerate(self.marks)]
+        calls = [(turn, self.clock.ms(bounds[i], bounds[i + 1])) for i, (turn, _) in enumerate(self.marks)]
         self.steps.append({"step": state.step, "calls": calls, "step_ms": sum(ms for _, ms in calls), "wall_ms": wall,
                            "flop_counted": self.flops is not None})
         self.marks = []

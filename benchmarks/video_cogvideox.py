@@ -63,29 +63,9 @@ def params(m) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-class Clock:
-    """CUDA events on the GPU (host clock on the CPU): ``mark()`` now, ``ms(a, b)`` after a sync."""
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-
-    def mark(self):
-        if self.cuda:
-            e = torch.cuda.Event(enable_timing=True)
-            e.record()
-            return e
-        return time.perf_counter()
-
-    def ms(self, a, b) -> float:
-        if self.cuda:
-            b.synchronize()
-            return a.elapsed_time(b)
-        return (b - a) * 1e3
-
-
 # ---- one sampling pass ----------------------------------------------------------------------------------
 @torch.no_grad()
-def sampling_pass(base, sampler, clock: Clock, seed: int = 0) -> dict:
+def sampling_pass(base, sampler, clock: tb.Clock, seed: int = 0) -> dict:
     """``addbench.bases.sampling.denoise`` + decode + uint8, with a mark around every part and step."""
     from addbench.bases.sampling import initial_noise, timesteps_for, to_uint8
 
@@ -116,7 +96,7 @@ def run_sampling(base, a, rec: dict) -> None:
     rec.update(steps=a.steps, guidance=a.guidance, height=h, width=w, frames=sampler.frames,
                latent_shape=list(base.latent_shape(h, w, sampler.frames)), nfe=sampler.nfe,
                vae_tiling=bool(a.vae_tiling))
-    clock = Clock(cuda)
+    clock = tb.Clock(cuda)
     runs = []
     for i in range(a.warmup + a.runs):
         r = sampling_pass(base, sampler, clock)
