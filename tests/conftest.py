@@ -1,8 +1,32 @@
 """Test-wide settings: nothing may reach a hub; caches live in a per-session temp dir."""
+import importlib.util
 import os
+import sys
 import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("ADDBENCH_CACHE", tempfile.mkdtemp(prefix="addbench-test-cache-"))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("train_sdxl")``: the script ``benchmarks/<name>.py`` as a module (imported once)."""
+
+    def load(name: str):
+        key = f"_addbench_bench_{name}"
+        if key not in sys.modules:  # registered before it runs: its dataclasses look their module up
+            spec = importlib.util.spec_from_file_location(key, BENCHMARKS / f"{name}.py")
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[key] = mod
+            spec.loader.exec_module(mod)
+        return sys.modules[key]
+
+    return load

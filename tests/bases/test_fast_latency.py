@@ -1,15 +1,11 @@
 """addbench.eval.latency: eager and fast records from one process (CPU, tiny SDXL), the benchmark table."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from addbench.bases.fast import FastOptions
 from addbench.errors import AddbenchError
 from addbench.eval.latency import _build, measure_latency, summarize
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "latency_sdxl.py"
 
 
 def test_summarize_median_p90():
@@ -58,10 +54,8 @@ def test_measure_latency_refusals(tiny_dir):
                         fast_options=[FastOptions(compile="default", cuda_graph=False), FastOptions()])
 
 
-def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("latency_sdxl", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys, load_benchmark):
+    bench = load_benchmark("latency_sdxl")
     out = tmp_path / "lat.json"
     rc = bench.main(["--model", str(tiny_dir("sdxl")), "--res", "32", "--nfe", "1", "--runs", "2", "--warmup", "0",
                      "--variants", "graph", "--device", "cpu", "--dtype", "fp32", "--out", str(out)])

@@ -2,7 +2,6 @@
 loaders look, the coco10k suite, generation and metric timings, the runner end to end, projection, report)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,10 +34,8 @@ def test_tiny_run_end_to_end(tmp_path):
     assert not list((tmp_path / "work" / "runs").glob("*/samples"))  # samples removed after the run
 
 
-def test_report_speedup_from_two_results(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("eval_throughput_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_report_speedup_from_two_results(tmp_path, capsys, load_benchmark):
+    bench = load_benchmark("eval_throughput")
     t = {"load": 5, "wait_metrics": 0, "generate": 100, "score": {"fid[x]": 50}, "wait_io": 1, "loop": 160, "sync": 1}
     one = {"device": "H200", "world_size": 1, "torch": "2", "gen_mode": "graph", "metric_dtype": "suite", "tiny": False,
            "e2e": {"n": 2000, "world_size": 1, "wall_s": 200.0, "images_per_s": 10.0, "timing_s": t,

@@ -2,25 +2,16 @@
 FLOPs and the per-turn split; failures are reported per method and the next method still runs."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_sdxl.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("train_sdxl_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+def bench(load_benchmark):
     torch.set_num_threads(1)
-    return mod
+    return load_benchmark("train_sdxl")
 
 
 def test_tiny_run_writes_times_memory_and_flops(bench, tmp_path, capsys):

@@ -2,24 +2,15 @@
 ``denoise``), the ADM iterations run through the engine, and the JSON holds the measured numbers."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "video_cogvideox.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("video_cogvideox_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_benchmark):
+    return load_benchmark("video_cogvideox")
 
 
 def test_tiny_run_times_sampling_and_adm(bench, tmp_path, capsys):
