@@ -21,6 +21,7 @@ suffixed " ↑" / " ↓" for the direction.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import re
@@ -141,13 +142,17 @@ def _vbench_rank(mid: str) -> int:
 def _precision_label(suite: dict) -> str:
     """" (fp32 metrics)" when the run scored off its registered suite's metric precision (``--metric-precision``)."""
     ran = suite.get("metric_precision")
-    if ran is None:
-        return ""
+    own = None if ran is None else _registered_precision(suite["name"])
+    return f" ({ran} metrics)" if own is not None and ran != own else ""
+
+
+@functools.lru_cache(maxsize=None)
+def _registered_precision(name: str) -> str | None:
+    """The registered suite's metric precision, read once per leaderboard process (None: not registered)."""
     try:
-        own = load_suite(suite["name"]).metric_precision
+        return load_suite(name).metric_precision
     except AddbenchError:  # a suite file of the user's that is not registered: nothing to compare with
-        return ""
-    return f" ({ran} metrics)" if ran != own else ""
+        return None
 
 
 def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.DataFrame:
