@@ -8,7 +8,8 @@ given. Every fast variant is checked against the eager output of the same prompt
 latents, relative L2 <= ``--tol``, finite; uint8 images); the script exits 1 when a check fails (after
 writing the JSON). Variants: ``graph`` (CUDA graph + channels-last + SDPA), ``graph+compile`` (the same
 with torch.compile of UNet and VAE decoder, ``--compile-mode``), ``+text`` also compiles the text encoders,
-``+fused`` adds fused QKV projections; ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
+``+fused`` adds fused QKV projections, ``+streams`` runs SDXL's two text encoders on two CUDA streams,
+``+bench`` turns on cuDNN's benchmark mode (process-wide: list it last); ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
 variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``: cheaper to compile than max-autotune).
 """
 from __future__ import annotations
@@ -45,13 +46,14 @@ def parse_inductor(items: list[str]) -> tuple:
 
 
 def parse_variant(name: str, compile_mode: str, inductor: tuple = ()) -> FastOptions:
-    known = {"graph", "compile", "text", "fused", "nograph"}
+    known = {"graph", "compile", "text", "fused", "nograph", "streams", "bench"}
     bits = set(name.split("+"))
     if not bits <= known:
         raise SystemExit(f"unknown variant {name!r}: combine {sorted(known)} with '+'")
     return FastOptions(cuda_graph="nograph" not in bits, compile=compile_mode if "compile" in bits else None,
                        compile_text="text" in bits and "compile" in bits, fuse_qkv="fused" in bits,
-                       inductor=inductor if "compile" in bits else ())
+                       inductor=inductor if "compile" in bits else (), text_streams="streams" in bits,
+                       cudnn_benchmark="bench" in bits)
 
 
 def table(result: dict) -> str:

@@ -10,7 +10,10 @@ What makes it fast, each switchable in :class:`FastOptions`:
   VAE decode -> uint8, replayed per micro-batch (no per-kernel launch cost); on CPU the same loop runs
   eagerly (the graph is a CUDA-only wrapper);
 - optionally ``torch.compile`` (inductor, without its own CUDA graphs) of the UNet and the VAE decoder,
-  captured inside our graph.
+  captured inside our graph;
+- optionally the two SDXL text encoders on two CUDA streams (they are independent; the fork and join are
+  captured in the graph), and cuDNN's benchmark mode (time every convolution algorithm once per shape at
+  warm-up instead of taking its heuristic pick).
 
 The loop calls the base's own ``x0`` / ``schedule`` / ``decode``, so its numerics are the eager path's
 (:func:`addbench.bases.sampling.sample`); only kernel choices differ (bf16 rounding). ``FastGenerator`` is a
@@ -44,6 +47,8 @@ class FastOptions:
     # extra torch._inductor.config settings applied before compiling, e.g. (("coordinate_descent_tuning", True),
     # ("freezing", True)); process-wide, they stay set (compilation is lazy)
     inductor: tuple = ()
+    text_streams: bool = False  # SDXL: the first text encoder runs on a side CUDA stream beside the second
+    cudnn_benchmark: bool = False  # torch.backends.cudnn.benchmark = True (process-wide; stays set)
 
     def describe(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,6 +61,8 @@ class FastOptions:
         parts += [f"compile({self.compile}{',text' if self.compile_text else ''}{extra})"] if self.compile else []
         parts += ["channels_last"] if self.channels_last else []
         parts += ["fused_qkv"] if self.fuse_qkv else []
+        parts += ["text_streams"] if self.text_streams else []
+        parts += ["cudnn_benchmark"] if self.cudnn_benchmark else []
         return "+".join(parts)
 
 
@@ -79,6 +86,8 @@ def prepare_modules(base, opts: FastOptions) -> dict:
         if opts.channels_last:
             m.to(memory_format=torch.channels_last)
     done["attention"] = "sdpa+fused_qkv" if opts.fuse_qkv else "sdpa"
+    if opts.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     if opts.compile:
         if opts.compile not in COMPILE_MODES:
             raise AddbenchError(f"unknown compile mode {opts.compile!r}; use one of {', '.join(COMPILE_MODES)}")
@@ -114,8 +123,13 @@ def tokenize(base, prompts: list[str]) -> list[torch.Tensor]:
                 return_tensors="pt").input_ids for tok in _tokenizers(base)]
 
 
-def encode_ids(base, ids: list[torch.Tensor]):
-    """The base's ``encode_prompts`` from token ids (no tokenizer, no host work): a ``Cond``."""
+def encode_ids(base, ids: list[torch.Tensor], streams: bool = False):
+    """The base's ``encode_prompts`` from token ids (no tokenizer, no host work): a ``Cond``.
+
+    ``streams`` (CUDA, two encoders): the first encoder runs on a side stream beside the second; the side
+    stream waits for the current one before it starts and the current one waits for it before the concat,
+    so the order of every read and write is the sequential one's (and a CUDA graph captures both branches).
+    """
     from addbench.bases.cond import Cond
 
     encs = _encoders(base)
@@ -124,11 +138,31 @@ def encode_ids(base, ids: list[torch.Tensor]):
         if getattr(encs[0].config, "use_attention_mask", False) and pad is not None:
             mask = (ids[0] != pad).long()
         return Cond(encs[0](ids[0], attention_mask=mask)[0])
-    hidden = []  # SDXL: penultimate hidden states of both, concatenated; pooled from the second
+    # SDXL: penultimate hidden states of both, concatenated; pooled from the second
+    if streams and ids[0].is_cuda:
+        main, side = torch.cuda.current_stream(ids[0].device), _side_stream(ids[0].device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            first = encs[0](ids[0], output_hidden_states=True).hidden_states[-2]
+        out = encs[1](ids[1], output_hidden_states=True)
+        main.wait_stream(side)
+        return Cond(torch.cat([first, out.hidden_states[-2]], dim=-1), out[0])
+    hidden = []
     for enc, i in zip(encs, ids):
         out = enc(i, output_hidden_states=True)
         hidden.append(out.hidden_states[-2])
     return Cond(torch.cat(hidden, dim=-1), out[0])
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device) -> "torch.cuda.Stream":
+    """One side stream per device, made once (a new stream per call would be a new stream per graph replay)."""
+    key = torch.device(device).index or 0
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device=device)
+    return _SIDE_STREAMS[key]
 
 
 def schedule_on(schedule, device):
@@ -190,7 +224,7 @@ class StaticLoop:
 
     # parts: pure device work on the static buffers
     def encode(self):
-        return self._with_time_ids(encode_ids(self.base, self.ids))
+        return self._with_time_ids(encode_ids(self.base, self.ids, streams=self.opts.text_streams))
 
     def step(self, i: int, x: torch.Tensor, cond) -> torch.Tensor:
         """One network evaluation (CFG batched) and the PF-ODE update, exactly as ``sampling.denoise``."""

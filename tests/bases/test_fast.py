@@ -93,6 +93,20 @@ def test_options_label():
     assert FastOptions(compile="default", fuse_qkv=True).label == "graph+compile(default)+channels_last+fused_qkv"
     assert FastOptions(compile="default", inductor=(("freezing", True),)).label == \
         "graph+compile(default,freezing=True)+channels_last"
+    assert FastOptions(text_streams=True, cudnn_benchmark=True).label == "graph+channels_last+text_streams+cudnn_benchmark"
+
+
+def test_text_streams_and_cudnn_benchmark_options(tiny_dir, monkeypatch):
+    """On the CPU two streams are the sequential encoders (CUDA: test_fast_gpu); benchmark mode is switched on."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored after the test
+    gen = _gen(tiny_dir, steps=1)
+    eager = gen.generate(P, S)
+    fast = make_fast(gen, FastOptions(text_streams=True, cudnn_benchmark=True))
+    assert torch.backends.cudnn.benchmark is True
+    assert torch.equal(fast.generate(P, S), eager)
+    base = fast.base
+    a, b = encode_ids(base, tokenize(base, P)), encode_ids(base, tokenize(base, P), streams=True)
+    assert torch.equal(a.hidden, b.hidden) and torch.equal(a.pooled, b.pooled)
 
 
 def test_inductor_settings_are_applied_before_the_lazy_compile(tiny_dir, monkeypatch):

@@ -44,3 +44,24 @@ def test_part_graphs_run(tiny_dir):
         fn()
     torch.cuda.synchronize()
     assert sorted(parts) == ["network_eval_0", "network_eval_1", "text_encode", "vae_decode"]
+
+
+def test_text_streams_in_the_graph_equal_one_stream(tiny_dir):
+    """The fork/join of the two SDXL text encoders is captured: replays equal the one-stream loop."""
+    from addbench.bases.fast import encode_ids, tokenize
+
+    gen = load_generator(str(tiny_dir("sdxl")), device="cuda", dtype="bf16", micro_batch=3,
+                         sampler_overrides={"steps": 1, "height": 64, "width": 64})
+    base = gen.base
+    one = encode_ids(base, [i.cuda() for i in tokenize(base, P)])
+    two = encode_ids(base, [i.cuda() for i in tokenize(base, P)], streams=True)
+    torch.cuda.synchronize()
+    assert torch.equal(one.hidden, two.hidden) and torch.equal(one.pooled, two.pooled)
+    ref = make_fast(gen, FastOptions()).generate(P, S)
+    fast = make_fast(gen, FastOptions(text_streams=True))
+    loop = fast.loop()
+    assert loop.graph_scope == "text+network+vae", loop.graph_error
+    for _ in range(3):  # the side stream's output is read after the join on every replay
+        loop.out.fill_(0)
+        assert torch.equal(fast.generate(P, S), ref)
+    assert not torch.equal(fast.generate(P[::-1], S), ref)

@@ -66,6 +66,7 @@ def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys, load_benchm
     with pytest.raises(SystemExit):
         bench.parse_variant("graph+turbo", "default")
     assert bench.parse_variant("graph+compile+fused", "default") == FastOptions(compile="default", fuse_qkv=True)
+    assert bench.parse_variant("graph+streams+bench", "default") == FastOptions(text_streams=True, cudnn_benchmark=True)
     tune = bench.parse_inductor(["coordinate_descent_tuning=true", "freezing=False", "max_autotune_gemm_search_space=EXHAUSTIVE",
                                  "realize_reads_threshold=4"])
     assert tune == (("coordinate_descent_tuning", True), ("freezing", False),
