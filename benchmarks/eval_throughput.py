@@ -410,16 +410,13 @@ def profile_gpu(model: str, suite, overrides: dict, device: str, images, top: in
 
     from addbench.bases.fast import FastOptions
     from addbench.bases.loading import load_generator
+    from addbench.eval.profiling import kernel_table
     from addbench.eval.runner import _make_fast, build_metrics, metric_classes
     from addbench.metrics.views import ImageBatch
     from addbench.prompts import load_prompts
 
     def table(prof) -> list[dict]:
-        rows = [e for e in prof.key_averages() if e.device_time_total > 0]
-        rows.sort(key=lambda e: e.self_device_time_total, reverse=True)
-        total = sum(e.self_device_time_total for e in rows) or 1.0
-        return [{"name": e.key[:120], "calls": e.count, "self_cuda_ms": e.self_device_time_total / 1e3,
-                 "share": e.self_device_time_total / total} for e in rows[:top]]
+        return kernel_table(prof, top)["top"]
 
     prompts = load_prompts(suite).prompts[:len(images)]
     gen = _make_fast(load_generator(model, device=device, dtype=torch.bfloat16), FastOptions(cuda_graph=False))
@@ -566,7 +563,7 @@ def report(result: dict, baseline: dict | None = None) -> str:
                      f"{'meets' if e['meets_10min'] else 'misses'} the 10-minute target")
     for what, rows in result.get("profile", {}).items():
         lines.append(f"top CUDA kernels, {what} (self ms, share):")
-        lines += [f"  {r['self_cuda_ms']:9.2f}  {100 * r['share']:5.1f}%  x{r['calls']:<5d} {r['name']}" for r in rows]
+        lines += [f"  {r['self_ms']:9.2f}  {100 * r['share']:5.1f}%  x{r['calls']:<5d} {r['name']}" for r in rows]
     e = result["e2e"]
     if baseline:
         b = baseline["e2e"]

@@ -11,6 +11,8 @@ with torch.compile of UNet and VAE decoder, ``--compile-mode``), ``+text`` also 
 ``+fused`` adds fused QKV projections, ``+streams`` runs SDXL's two text encoders on two CUDA streams,
 ``+bench`` turns on cuDNN's benchmark mode (process-wide: list it last); ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
 variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``: cheaper to compile than max-autotune).
+``--profile`` adds, per fast variant, each part's kernels (launch count, summed kernel time against the part's
+timed median, the top kernels) from one un-graphed run under ``torch.profiler``.
 """
 from __future__ import annotations
 
@@ -73,6 +75,19 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def profile_lines(result: dict, top: int = 6) -> list[str]:
+    """Per profiled variant and part: kernel launches, their summed time against the part's median, top kernels."""
+    lines = []
+    for r in result["records"]:
+        for part, prof in r.get("profile", {}).items():
+            timed = r["parts"].get(part, {}).get("median_ms")
+            lines.append(f"kernels | {r['variant']} | {part}: {prof['kernels']} launches, {prof['distinct']} distinct, "
+                         f"busy {prof['busy_ms']:.2f} ms" + (f" of {timed:.2f} ms timed" if timed else ""))
+            lines += [f"    {k['self_ms']:8.3f} ms {100 * k['share']:5.1f}% x{k['calls']:<4d} {k['name'][:90]}"
+                      for k in prof["top"][:top]]
+    return lines
+
+
 def checks(result: dict, tol: float) -> list[str]:
     bad = []
     for r in result["records"]:
@@ -102,12 +117,14 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--tol", type=float, default=5e-2, help="max relative L2 of fast vs eager final latents")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    ap.add_argument("--profile", action="store_true",
+                    help="also list each part's kernels (count, busy ms, the top ones) for every fast variant")
     a = ap.parse_args(argv)
     variants = [parse_variant(v, a.compile_mode, parse_inductor(a.inductor)) for v in a.variants.split(",") if v]
     result = measure_latency(model=a.model, base=None if a.model else "sdxl", random_weights=a.model is None,
                              res=a.res, nfe=[int(n) for n in a.nfe.split(",")], batch=a.batch, runs=a.runs,
                              device=a.device, dtype=a.dtype, modes=tuple(a.modes.split(",")), guidance=a.guidance,
-                             warmup=a.warmup, fast_options=variants)
+                             warmup=a.warmup, fast_options=variants, profile=a.profile)
     bad = checks(result, a.tol)
     result["checks"] = {"tol_latents_rel_l2": a.tol, "failed": bad}
     one = [r for r in result["records"] if r["mode"] == "fast" and r["nfe"] == 1]
@@ -125,6 +142,8 @@ def main(argv=None) -> int:
         if r["mode"] == "fast":
             print(f"  {r['variant']} NFE {r['nfe']}: graph scope {r.get('graph_scope')}, build {r.get('build_s', 0):.1f}s"
                   + (f", graph error: {r['graph_error']}" if r.get("graph_error") else ""))
+    for line in profile_lines(result):
+        print(line)
     print(table(result))
     if "target_1step" in result:
         print("1-step target:", json.dumps(result["target_1step"]))

@@ -287,9 +287,10 @@ class StaticLoop:
         self.graph.replay()
         return self.out
 
-    def part_runners(self) -> dict:
+    def part_runners(self, graphs: bool = True) -> dict:
         """name -> zero-argument callable running one part on static buffers, each its own graph when the
-        whole loop is one: ``text_encode``, ``network_eval_<i>`` (step i incl. CFG), ``vae_decode``."""
+        whole loop is one (and ``graphs``): ``text_encode``, ``network_eval_<i>`` (step i incl. CFG),
+        ``vae_decode``. ``graphs=False``: the same parts launched kernel by kernel (for a profiler)."""
         with torch.no_grad(), _use_schedule(self.base, self.schedule):
             cond = self.encode()
             x = self.noise.float().clone()
@@ -297,7 +298,7 @@ class StaticLoop:
             parts.update({f"network_eval_{i}": (lambda i=i: self.step(i, x, cond)) for i in range(len(self.ts))})
             parts["vae_decode"] = lambda: self.decode(x)
             eager = {k: _no_grad(_with_schedule(self.base, self.schedule, fn)) for k, fn in parts.items()}
-            if self.graph is None:
+            if self.graph is None or not graphs:
                 return eager
             return {k: eager[k] if k == "text_encode" and self.graph_scope == "network+vae" else capture(fn)[0].replay
                     for k, fn in parts.items()}

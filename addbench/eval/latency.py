@@ -126,6 +126,15 @@ def fast_parts(gen, sampler: Sampler, prompts, seeds, runs: int, warmup: int) ->
     return parts, build
 
 
+def profile_parts(loop, top: int = 15) -> dict:
+    """Kernels of each part of a built loop, launched one by one (the graph replays the same kernels):
+    part -> :func:`addbench.eval.profiling.kernel_table`."""
+    from addbench.eval.profiling import profile_kernels
+
+    cuda = loop.base.device.type == "cuda"
+    return {k: profile_kernels(fn, top, cuda=cuda) for k, fn in loop.part_runners(graphs=False).items()}
+
+
 def _network_summary(parts: dict) -> None:
     evals = [v["median_ms"] for k, v in parts.items() if k.startswith("network_eval_")]
     parts["network_eval_median_ms"] = statistics.median(evals)
@@ -162,10 +171,11 @@ def eager_reference(base, sampler: Sampler, prompts, seeds) -> tuple[torch.Tenso
 
 def measure_latency(model=None, base=None, random_weights: bool = False, res: int = 512, nfe=(1,), batch: int = 1,
                     runs: int = 20, compile=False, device=None, dtype=None, modes=("eager", "fast"),
-                    guidance: float = 1.0, warmup: int = 3, fast_options=None) -> dict:
+                    guidance: float = 1.0, warmup: int = 3, fast_options=None, profile: bool = False) -> dict:
     """Latency records, one per (mode, variant, NFE); see the module docstring. ``compile``: False, True
     (= "default") or a torch.compile mode, for the fast mode; ``fast_options``: a ``FastOptions`` or a list of
-    them (variants timed in order on the same modules). Returns a JSON-able dict with the environment."""
+    them (variants timed in order on the same modules); ``profile``: each fast record of the smallest NFE also
+    gets ``profile`` (:func:`profile_parts`). Returns a JSON-able dict with the environment."""
     from addbench.bases.fast import FastGenerator, FastOptions
     from addbench.bases.loading import load_base, load_generator
     from addbench.bases.sampling import timesteps_for
@@ -203,6 +213,8 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
                 _network_summary(parts)
                 rec = _record("fast", n, s, timesteps_for(b, s), parts,
                               {"variant": opts.label, **opts.describe(), **gen.prepared, **build})
+                if profile and n == min(nfe):
+                    rec["profile"] = profile_parts(gen.loop(s))
                 if n in reference:
                     images = gen.generate(prompts, seeds, s)
                     rec["vs_eager"] = compare(reference[n], (gen.loop(s).latents, images))

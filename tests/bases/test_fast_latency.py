@@ -63,6 +63,17 @@ def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys, load_benchm
     assert rc == 0 and "| eager | eager" in text and "| fast  | graph+channels_last" in text
     r = json.loads(out.read_text())
     assert r["checks"]["failed"] == [] and r["target_1step"]["variant"] == "graph+channels_last"
+    assert "profile" not in r["records"][-1]
+    rc = bench.main(["--model", str(tiny_dir("sdxl")), "--res", "32", "--nfe", "1", "--runs", "1", "--warmup", "0",
+                     "--variants", "graph", "--modes", "fast", "--device", "cpu", "--dtype", "fp32", "--profile",
+                     "--out", str(out)])
+    text = capsys.readouterr().out
+    prof = json.loads(out.read_text())["records"][-1]["profile"]
+    assert rc == 0 and sorted(prof) == ["network_eval_0", "text_encode", "vae_decode"]
+    assert any("conv" in k["name"] for k in prof["vae_decode"]["top"])
+    assert not any("conv" in k["name"] for k in prof["text_encode"]["top"])  # the parts are profiled apart
+    assert all(p["kernels"] > 0 and p["busy_ms"] > 0 for p in prof.values())
+    assert "kernels | graph+channels_last | network_eval_0:" in text
     with pytest.raises(SystemExit):
         bench.parse_variant("graph+turbo", "default")
     assert bench.parse_variant("graph+compile+fused", "default") == FastOptions(compile="default", fuse_qkv=True)

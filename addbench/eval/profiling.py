@@ -1,0 +1,36 @@
+"""Where device time goes: the kernels of one call under ``torch.profiler`` (the benchmarks' ``--profile``).
+
+On a GPU the rows are CUDA kernels (and copies), ranked by their own device time; on the CPU they are the
+profiler's CPU operators, so the same code runs in tests. ``busy_ms`` is the sum of the rows' own time: set
+against the part's measured time, the difference is idle time between kernels (launch gaps, host work).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def kernel_table(prof, top: int = 25, cuda: bool = True) -> dict:
+    """{"kernels": launches, "distinct": names, "busy_ms": total own time, "top": [{name, calls, self_ms, share}]}."""
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    rows = [e for e in prof.key_averages() if own(e) > 0]
+    rows.sort(key=own, reverse=True)
+    total = sum(own(e) for e in rows)
+    return {"kernels": sum(e.count for e in rows), "distinct": len(rows), "busy_ms": total / 1e3,
+            "top": [{"name": e.key[:120], "calls": e.count, "self_ms": own(e) / 1e3, "share": own(e) / (total or 1.0)}
+                    for e in rows[:top]]}
+
+
+def profile_kernels(fn, top: int = 25, warmup: int = 1, cuda: bool | None = None) -> dict:
+    """``fn()`` once after ``warmup`` calls, under the profiler: :func:`kernel_table` of that call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    return kernel_table(prof, top, cuda)
