@@ -221,7 +221,14 @@ def latency_cmd(
     nfe: str = typer.Option("1", "--nfe", help="comma-separated NFEs, e.g. 1,2,4"),
     batch: int = typer.Option(1, "--batch"),
     runs: int = typer.Option(20, "--runs", help="timed runs (median reported)"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (short for --fast graph+compile)"),
+    fast: Optional[str] = typer.Option(None, "--fast", help="fast variant(s), comma-separated, each tokens joined by "
+                                       "'+': graph, nograph, compile, text, fused, streams, bench; e.g. "
+                                       "graph+compile+text+fused+streams"),
+    compile_mode: str = typer.Option("default", "--compile-mode", help="torch.compile mode of the compiled variants"),
+    inductor: Optional[List[str]] = typer.Option(None, "--inductor", help="torch._inductor.config KEY=VALUE for the "
+                                                 "compiled variants, e.g. coordinate_descent_tuning=true (repeatable)"),
+    profile: bool = typer.Option(False, "--profile", help="also record each part's kernels (torch.profiler)"),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result here"),
@@ -229,13 +236,27 @@ def latency_cmd(
     """Time generation (text encode + NFE network calls + decode) with CUDA events; prints JSON."""
     if (model is None) == (base is None):
         raise AddbenchError("addbench latency needs exactly one of --model or --base")
+    if compile and fast:
+        raise AddbenchError("--compile is short for --fast graph+compile; give one of them")
+    from addbench.bases.fast import parse_inductor, parse_variant
+
+    tune, tuned = parse_inductor(inductor), bool(inductor) or compile_mode != "default"
+    variants = None  # measure_latency's default: one fast variant, compiled when --compile
+    if fast:
+        variants = [parse_variant(v, compile_mode, tune) for v in fast.split(",") if v]
+    elif tuned and not compile:
+        raise AddbenchError("--compile-mode and --inductor need a compiled variant: add --compile or --fast ...+compile")
+    elif tuned:
+        variants = [parse_variant("graph+compile", compile_mode, tune)]
     try:
         from addbench.eval.latency import measure_latency
     except ImportError as exc:
         raise AddbenchError(f"latency measurement is not available ({exc})") from None
+    extra = {"fast_options": variants} if variants else {}
+    extra.update({"profile": True} if profile else {})
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
                              nfe=parse_int_list(nfe, "--nfe"), batch=batch, runs=runs, compile=compile,
-                             device=_device(device), dtype=dtype)
+                             device=_device(device), dtype=dtype, **extra)
     text = json.dumps(result, indent=2, default=str)
     if out_file:
         out_file.write_text(text + "\n")

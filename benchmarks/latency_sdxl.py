@@ -21,41 +21,11 @@ import json
 import sys
 from pathlib import Path
 
-from addbench.bases.fast import FastOptions
+from addbench.bases.fast import parse_inductor, parse_variant
+from addbench.errors import AddbenchError
 from addbench.eval.latency import measure_latency
 
 TARGET_MS, TARGET_SPEEDUP = 15.0, 6.0
-
-
-def parse_inductor(items: list[str]) -> tuple:
-    """``KEY=VALUE`` -> ((key, value), ...); values true/false, integers, floats, else strings."""
-    out = []
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise SystemExit(f"--inductor {item!r}: use KEY=VALUE, e.g. coordinate_descent_tuning=true")
-        low = raw.lower()
-        value = True if low == "true" else False if low == "false" else raw
-        if isinstance(value, str):
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    pass
-        out.append((key, value))
-    return tuple(out)
-
-
-def parse_variant(name: str, compile_mode: str, inductor: tuple = ()) -> FastOptions:
-    known = {"graph", "compile", "text", "fused", "nograph", "streams", "bench"}
-    bits = set(name.split("+"))
-    if not bits <= known:
-        raise SystemExit(f"unknown variant {name!r}: combine {sorted(known)} with '+'")
-    return FastOptions(cuda_graph="nograph" not in bits, compile=compile_mode if "compile" in bits else None,
-                       compile_text="text" in bits and "compile" in bits, fuse_qkv="fused" in bits,
-                       inductor=inductor if "compile" in bits else (), text_streams="streams" in bits,
-                       cudnn_benchmark="bench" in bits)
 
 
 def table(result: dict) -> str:
@@ -120,7 +90,11 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="also list each part's kernels (count, busy ms, the top ones) for every fast variant")
     a = ap.parse_args(argv)
-    variants = [parse_variant(v, a.compile_mode, parse_inductor(a.inductor)) for v in a.variants.split(",") if v]
+    try:
+        variants = [parse_variant(v, a.compile_mode, parse_inductor(a.inductor)) for v in a.variants.split(",") if v]
+    except AddbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     result = measure_latency(model=a.model, base=None if a.model else "sdxl", random_weights=a.model is None,
                              res=a.res, nfe=[int(n) for n in a.nfe.split(",")], batch=a.batch, runs=a.runs,
                              device=a.device, dtype=a.dtype, modes=tuple(a.modes.split(",")), guidance=a.guidance,

@@ -66,6 +66,47 @@ class FastOptions:
         return "+".join(parts)
 
 
+# the variant grammar of ``addbench latency --fast`` and benchmarks/latency_sdxl.py: tokens joined by '+'
+VARIANT_TOKENS = {"graph": "CUDA graph + channels-last + SDPA (the base of every variant)",
+                  "nograph": "the same without the CUDA graph", "compile": "torch.compile of the UNet and VAE decoder",
+                  "text": "with compile: the text encoders too", "fused": "fused QKV projections",
+                  "streams": "SDXL's two text encoders on two CUDA streams",
+                  "bench": "cuDNN benchmark mode (process-wide)"}
+
+
+def parse_inductor(items) -> tuple:
+    """``["KEY=VALUE", ...]`` -> ``((key, value), ...)``; values true/false, integers, floats, else strings."""
+    out = []
+    for item in items or ():
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise AddbenchError(f"inductor setting {item!r}: use KEY=VALUE, e.g. coordinate_descent_tuning=true")
+        low = raw.lower()
+        value = True if low == "true" else False if low == "false" else raw
+        if isinstance(value, str):
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out.append((key, value))
+    return tuple(out)
+
+
+def parse_variant(spec: str, compile_mode: str = "default", inductor: tuple = ()) -> FastOptions:
+    """``"graph+compile+text+fused+streams"`` -> :class:`FastOptions` (``inductor`` only for compiled variants)."""
+    bits = set(spec.split("+"))
+    if not spec or not bits <= set(VARIANT_TOKENS):
+        raise AddbenchError(f"unknown fast variant {spec!r}: combine {', '.join(VARIANT_TOKENS)} with '+', "
+                            "e.g. graph+compile+text+fused+streams")
+    compiled = "compile" in bits
+    return FastOptions(cuda_graph="nograph" not in bits, compile=compile_mode if compiled else None,
+                       compile_text="text" in bits and compiled, fuse_qkv="fused" in bits,
+                       inductor=tuple(inductor) if compiled else (), text_streams="streams" in bits,
+                       cudnn_benchmark="bench" in bits)
+
+
 def _check_base(base) -> None:
     if not hasattr(base, "text_encoder") or getattr(base, "network_key", "") != "unet":
         raise AddbenchError(f"the fast path supports the UNet bases (sd15, sd21, sdxl); got {getattr(base, 'name', base)!r}")

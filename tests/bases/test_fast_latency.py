@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from addbench.bases.fast import FastOptions
+from addbench.bases.fast import FastOptions, parse_inductor, parse_variant
 from addbench.errors import AddbenchError
 from addbench.eval.latency import _build, measure_latency, summarize
 
@@ -74,15 +74,23 @@ def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys, load_benchm
     assert not any("conv" in k["name"] for k in prof["text_encode"]["top"])  # the parts are profiled apart
     assert all(p["kernels"] > 0 and p["busy_ms"] > 0 for p in prof.values())
     assert "kernels | graph+channels_last | network_eval_0:" in text
-    with pytest.raises(SystemExit):
-        bench.parse_variant("graph+turbo", "default")
-    assert bench.parse_variant("graph+compile+fused", "default") == FastOptions(compile="default", fuse_qkv=True)
-    assert bench.parse_variant("graph+streams+bench", "default") == FastOptions(text_streams=True, cudnn_benchmark=True)
-    tune = bench.parse_inductor(["coordinate_descent_tuning=true", "freezing=False", "max_autotune_gemm_search_space=EXHAUSTIVE",
-                                 "realize_reads_threshold=4"])
+    assert bench.main(["--variants", "graph+turbo", "--device", "cpu"]) == 2  # one line, before any model loads
+    assert "unknown fast variant 'graph+turbo'" in capsys.readouterr().err
+
+
+def test_variant_grammar():
+    with pytest.raises(AddbenchError, match="unknown fast variant 'graph\\+turbo'"):
+        parse_variant("graph+turbo")
+    assert parse_variant("graph+compile+fused") == FastOptions(compile="default", fuse_qkv=True)
+    assert parse_variant("graph+streams+bench") == FastOptions(text_streams=True, cudnn_benchmark=True)
+    assert parse_variant("nograph+compile+text", "max-autotune-no-cudagraphs") == FastOptions(
+        cuda_graph=False, compile="max-autotune-no-cudagraphs", compile_text=True)
+    assert parse_variant("graph+text") == FastOptions()  # text only means something with compile
+    tune = parse_inductor(["coordinate_descent_tuning=true", "freezing=False", "max_autotune_gemm_search_space=EXHAUSTIVE",
+                           "realize_reads_threshold=4"])
     assert tune == (("coordinate_descent_tuning", True), ("freezing", False),
                     ("max_autotune_gemm_search_space", "EXHAUSTIVE"), ("realize_reads_threshold", 4))
-    assert bench.parse_variant("graph+compile", "default", tune).inductor == tune
-    assert bench.parse_variant("graph", "default", tune).inductor == ()  # only compiled variants take them
-    with pytest.raises(SystemExit):
-        bench.parse_inductor(["freezing"])
+    assert parse_variant("graph+compile", "default", tune).inductor == tune
+    assert parse_variant("graph", "default", tune).inductor == ()  # only compiled variants take them
+    with pytest.raises(AddbenchError, match="KEY=VALUE"):
+        parse_inductor(["freezing"])

@@ -129,3 +129,19 @@ def test_latency_wires_options(monkeypatch, tmp_path):
     assert calls == [{"model": None, "base": "sdxl", "random_weights": True, "res": 1024, "nfe": [1, 2, 4], "batch": 2,
                       "runs": 5, "compile": True, "device": "cpu", "dtype": None}]
     assert json.loads(r.output) == {"median_ms": {"1": 12.5}} == json.loads((tmp_path / "lat.json").read_text())
+    from addbench.bases.fast import FastOptions
+
+    calls.clear()
+    _ok(["latency", "--base", "sdxl", "--random-weights", "--fast", "graph,graph+compile+text+streams", "--inductor",
+         "freezing=true", "--compile-mode", "max-autotune-no-cudagraphs", "--profile", "--device", "cpu"])
+    assert calls[0]["fast_options"] == [FastOptions(text_streams=False), FastOptions(
+        compile="max-autotune-no-cudagraphs", compile_text=True, text_streams=True, inductor=(("freezing", True),))]
+    assert calls[0]["profile"] is True and calls[0]["compile"] is False
+    calls.clear()
+    _ok(["latency", "--base", "sdxl", "--random-weights", "--compile", "--inductor", "freezing=true", "--device", "cpu"])
+    assert calls[0]["fast_options"] == [FastOptions(compile="default", inductor=(("freezing", True),))]
+    calls.clear()
+    assert "give one of them" in _err(["latency", "--base", "sdxl", "--compile", "--fast", "graph"])
+    assert "need a compiled variant" in _err(["latency", "--base", "sdxl", "--inductor", "freezing=true"])
+    assert "unknown fast variant 'turbo'" in _err(["latency", "--base", "sdxl", "--fast", "turbo"])
+    assert calls == []
