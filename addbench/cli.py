@@ -254,6 +254,10 @@ def latency_cmd(
         raise AddbenchError(f"latency measurement is not available ({exc})") from None
     extra = {"fast_options": variants} if variants else {}
     extra.update({"profile": True} if profile else {})
+    if out_file:  # rewritten after every record: a run killed in a later variant keeps what it measured
+        from addbench.eval.records import atomic_write_json
+
+        extra["on_record"] = lambda partial: atomic_write_json(out_file, partial)
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
                              nfe=parse_int_list(nfe, "--nfe"), batch=batch, runs=runs, compile=compile,
                              device=_device(device), dtype=dtype, **extra)

@@ -11,7 +11,8 @@ with torch.compile of UNet and VAE decoder, ``--compile-mode``), ``+text`` also 
 ``+fused`` adds fused QKV projections, ``+streams`` runs SDXL's two text encoders on two CUDA streams,
 ``+bench`` turns on cuDNN's benchmark mode (process-wide: list it last); ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
 variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``: cheaper to compile than max-autotune).
-``--profile`` adds, per fast variant, each part's kernels (launch count, summed kernel time against the part's
+With ``--out`` the JSON is rewritten (atomically) after every record, ``"complete": false`` until the end, so a
+run killed in a later variant's compile keeps what it measured. ``--profile`` adds, per fast variant, each part's kernels (launch count, summed kernel time against the part's
 timed median, the top kernels) from one un-graphed run under ``torch.profiler``.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from addbench.bases.fast import parse_inductor, parse_variant
 from addbench.errors import AddbenchError
 from addbench.eval.latency import measure_latency
+from addbench.eval.records import atomic_write_json
 
 TARGET_MS, TARGET_SPEEDUP = 15.0, 6.0
 
@@ -43,6 +45,12 @@ def table(result: dict) -> str:
     lines = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(row)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (x + 2) for x in w) + "|")
     return "\n".join(lines)
+
+
+def write_json(path: Path, result: dict) -> None:
+    """Atomically (tmp + rename): a kill mid-write leaves the previous version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result)
 
 
 def profile_lines(result: dict, top: int = 6) -> list[str]:
@@ -95,10 +103,17 @@ def main(argv=None) -> int:
     except AddbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    def progress(partial: dict) -> None:  # each record as it lands: a timeout in a later compile loses nothing
+        r = partial["records"][-1]
+        print(f"record: {r['mode']} | {r['variant']} | NFE {r['nfe']} | end to end "
+              f"{r['parts']['end_to_end']['median_ms']:.2f} ms", flush=True)
+        if a.out:
+            write_json(a.out, partial)
+
     result = measure_latency(model=a.model, base=None if a.model else "sdxl", random_weights=a.model is None,
                              res=a.res, nfe=[int(n) for n in a.nfe.split(",")], batch=a.batch, runs=a.runs,
                              device=a.device, dtype=a.dtype, modes=tuple(a.modes.split(",")), guidance=a.guidance,
-                             warmup=a.warmup, fast_options=variants, profile=a.profile)
+                             warmup=a.warmup, fast_options=variants, profile=a.profile, on_record=progress)
     bad = checks(result, a.tol)
     result["checks"] = {"tol_latents_rel_l2": a.tol, "failed": bad}
     one = [r for r in result["records"] if r["mode"] == "fast" and r["nfe"] == 1]
@@ -108,8 +123,7 @@ def main(argv=None) -> int:
         result["target_1step"] = {"variant": best["variant"], "end_to_end_ms": ms, "speedup": sp,
                                   "meets_15ms": ms <= TARGET_MS, "meets_6x": sp is not None and sp >= TARGET_SPEEDUP}
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_json(a.out, result)
     print(f"{result['device']} | torch {result['torch']} | diffusers {result['diffusers']} | {result['dtype']} | "
           f"{a.res}px batch {a.batch} | CFG {a.guidance} | {a.runs} runs after {a.warmup} warm-up | medians, ms")
     for r in result["records"]:

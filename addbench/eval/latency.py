@@ -23,6 +23,7 @@ from addbench.bases.interface import Sampler
 from addbench.errors import AddbenchError
 
 PROMPT = "a photograph of an astronaut riding a horse on the moon"
+LATENCY_FORMAT = "addbench-latency/1"  # `addbench leaderboard` reads files of this format (addbench/eval/tables.py)
 SDXL_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                   "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
 
@@ -171,11 +172,14 @@ def eager_reference(base, sampler: Sampler, prompts, seeds) -> tuple[torch.Tenso
 
 def measure_latency(model=None, base=None, random_weights: bool = False, res: int = 512, nfe=(1,), batch: int = 1,
                     runs: int = 20, compile=False, device=None, dtype=None, modes=("eager", "fast"),
-                    guidance: float = 1.0, warmup: int = 3, fast_options=None, profile: bool = False) -> dict:
+                    guidance: float = 1.0, warmup: int = 3, fast_options=None, profile: bool = False,
+                    on_record=None) -> dict:
     """Latency records, one per (mode, variant, NFE); see the module docstring. ``compile``: False, True
     (= "default") or a torch.compile mode, for the fast mode; ``fast_options``: a ``FastOptions`` or a list of
     them (variants timed in order on the same modules); ``profile``: each fast record of the smallest NFE also
-    gets ``profile`` (:func:`profile_parts`). Returns a JSON-able dict with the environment."""
+    gets ``profile`` (:func:`profile_parts`); ``on_record(result)`` is called after each record is added (write
+    it out: a run killed in a later variant's compile keeps what it measured). Returns a JSON-able dict with the
+    environment; ``complete`` is False until every record is in."""
     from addbench.bases.fast import FastGenerator, FastOptions
     from addbench.bases.loading import load_base, load_generator
     from addbench.bases.sampling import timesteps_for
@@ -194,17 +198,23 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
         b = load_generator(model, device=device, dtype=dtype).base if model else load_base(base, device=device, dtype=dtype)
     prompts, seeds = [PROMPT] * batch, list(range(batch))
     samplers = {n: _sampler(b, n, res, guidance) for n in nfe}
-    result = {**environment(b), "model": str(model or base), "random_weights": random_weights, "res": res,
-              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "records": []}
+    result = {"format": LATENCY_FORMAT, **environment(b), "model": str(model or base), "random_weights": random_weights, "res": res,
+              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "records": [], "complete": False}
+
+    def add(rec: dict) -> None:
+        result["records"].append(rec)
+        if on_record is not None:
+            on_record(result)
+
     reference = {}
     if "eager" in modes:
         for n, s in samplers.items():
             parts = eager_parts(b, s, prompts, seeds, runs, warmup)
             _network_summary(parts)
-            result["records"].append(_record("eager", n, s, timesteps_for(b, s), parts, {
+            reference[n] = eager_reference(b, s, prompts, seeds)
+            add(_record("eager", n, s, timesteps_for(b, s), parts, {
                 "variant": "eager", "compile": None, "cuda_graph": False, "channels_last": False,
                 "attention": "diffusers default"}))
-            reference[n] = eager_reference(b, s, prompts, seeds)
     if "fast" in modes:
         for opts in variants:
             gen = FastGenerator(b, samplers[nfe[0]], micro_batch=batch, options=opts)
@@ -219,11 +229,12 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
                     images = gen.generate(prompts, seeds, s)
                     rec["vs_eager"] = compare(reference[n], (gen.loop(s).latents, images))
                     rec["speedup_end_to_end"] = _e2e(result, "eager", n) / parts["end_to_end"]["median_ms"]
-                result["records"].append(rec)
+                add(rec)
             del gen
             if b.device.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
+    result["complete"] = True
     return result
 
 

@@ -18,11 +18,17 @@ their own, after the image table.
 
 Published CSV: columns ``model, nfe, steps, suite, source`` and one column per metric id, optionally
 suffixed " ↑" / " ↓" for the direction.
+
+Latency results (``addbench latency --out F.json``, format ``addbench-latency/1``) are measured rows too: one per
+(mode / fast variant, NFE), the end-to-end median in ``latency_s[<GPU>,<res>px,b<batch>]`` — the id the
+published tables use (ADD Table 2: ``latency_s[A100,512px,b1]``), so a measured H200 number sits in a column of
+its own beside them. Pass the file, or a folder: files named ``latency*.json`` are found there.
 """
 from __future__ import annotations
 
 import functools
 import glob
+import json
 import math
 import re
 from pathlib import Path
@@ -39,24 +45,65 @@ FORMATS = ("md", "latex", "csv")
 
 
 def find_records(patterns: list[str]) -> list[Path]:
-    """record.json files under the given run dirs / globs (searched recursively), complete or not."""
+    """record.json (and latency*.json) files under the given run dirs / globs (searched recursively), complete or
+    not; a file given by name is taken whatever its name (a latency result, say)."""
     found: list[Path] = []
     for pat in patterns:
         matches = [Path(m) for m in sorted(glob.glob(str(Path(pat).expanduser()), recursive=True))] or [Path(pat)]
         for m in matches:
-            if m.is_file() and m.name == "record.json":
+            if m.is_file() and (m.name == "record.json" or m.suffix == ".json"):
                 found.append(m)
             elif m.is_dir():
-                found += sorted(m.rglob("record.json"))
+                found += sorted(m.rglob("record.json")) + sorted(m.rglob("latency*.json"))
             else:
-                raise AddbenchError(f"{pat}: no run directory or record.json there")
+                raise AddbenchError(f"{pat}: no run directory, record.json or latency result there")
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _read_latency(path: Path) -> dict | None:
+    """The latency result at ``path``, or None when the file is an eval record."""
+    from addbench.eval.latency import LATENCY_FORMAT
+
+    if path.name == "record.json":
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AddbenchError(f"{path}: not a readable JSON file ({exc}); pass run dirs, record.json or "
+                            "`addbench latency --out` files") from None
+    if not isinstance(data, dict) or data.get("format") != LATENCY_FORMAT:
+        raise AddbenchError(f"{path} is neither a run record nor a latency result (format "
+                            f"{data.get('format') if isinstance(data, dict) else None!r}); pass run dirs, record.json "
+                            "or `addbench latency --out` files")
+    return data
+
+
+def latency_rows(data: dict, path: Path) -> list[dict]:
+    """One measured row per latency record: end-to-end median (s) in ``latency_s[<GPU>,<res>px,b<batch>]``."""
+    device = str(data.get("device", "?")).removeprefix("NVIDIA ").strip()
+    mid = f"latency_s[{device},{data['res']}px,b{data['batch']}]"
+    model = str(data["model"]) + (" (random weights)" if data.get("random_weights") else "")
+    rows = []
+    for r in data["records"]:
+        e2e = r["parts"]["end_to_end"]["median_ms"] / 1e3
+        rows.append({"model": f"{model} [{r['variant']}]", "nfe": r["nfe"],
+                     "suite": f"latency {data['res']}px b{data['batch']} {data.get('dtype', '')}".strip(),
+                     "source": "measured", "run": str(path),
+                     "metrics": {mid: {"value": e2e, "ci95": None, "higher_is_better": False}}})
+    return rows
 
 
 def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
     """(rows, skipped) from complete records; incomplete ones are listed in ``skipped``."""
     rows, skipped = [], []
     for path in record_paths:
+        latency = _read_latency(path)
+        if latency is not None:
+            if latency.get("complete") is False:
+                skipped.append(str(path))
+            else:
+                rows += latency_rows(latency, path)
+            continue
         rec = read_record(path)
         if not rec.get("complete"):
             skipped.append(str(path.parent))

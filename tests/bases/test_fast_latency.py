@@ -63,7 +63,7 @@ def test_benchmark_script_table_and_json(tiny_dir, tmp_path, capsys, load_benchm
     assert rc == 0 and "| eager | eager" in text and "| fast  | graph+channels_last" in text
     r = json.loads(out.read_text())
     assert r["checks"]["failed"] == [] and r["target_1step"]["variant"] == "graph+channels_last"
-    assert "profile" not in r["records"][-1]
+    assert "profile" not in r["records"][-1] and r["complete"] is True
     rc = bench.main(["--model", str(tiny_dir("sdxl")), "--res", "32", "--nfe", "1", "--runs", "1", "--warmup", "0",
                      "--variants", "graph", "--modes", "fast", "--device", "cpu", "--dtype", "fp32", "--profile",
                      "--out", str(out)])
@@ -94,3 +94,58 @@ def test_variant_grammar():
     assert parse_variant("graph", "default", tune).inductor == ()  # only compiled variants take them
     with pytest.raises(AddbenchError, match="KEY=VALUE"):
         parse_inductor(["freezing"])
+
+
+def test_benchmark_keeps_finished_records_when_a_later_variant_dies(tiny_dir, tmp_path, capsys, monkeypatch,
+                                                                     load_benchmark):
+    """Each record is written as it lands (atomically): a run killed in a fast variant's compile keeps eager."""
+    import addbench.eval.latency as latency
+
+    bench = load_benchmark("latency_sdxl")
+    out = tmp_path / "lat.json"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # stands in for the timeout's signal arriving mid-compile
+
+    monkeypatch.setattr(latency, "fast_parts", killed)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--model", str(tiny_dir("sdxl")), "--res", "32", "--nfe", "1,2", "--runs", "1", "--warmup", "0",
+                    "--variants", "graph", "--device", "cpu", "--dtype", "fp32", "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["complete"] is False and [(x["mode"], x["nfe"]) for x in r["records"]] == [("eager", 1), ("eager", 2)]
+    assert "record: eager | eager | NFE 2 | end to end" in capsys.readouterr().out
+    assert [f.name for f in tmp_path.iterdir()] == ["lat.json"]  # no temp file left behind
+
+
+def test_latency_results_are_leaderboard_rows(tiny_dir, tmp_path):
+    """`addbench latency --out` files join the leaderboard: one row per mode/variant and NFE, end-to-end seconds in
+    the published tables' latency_s[GPU,res,batch] id family (a column per device), beside eval records."""
+    from addbench.eval.latency import measure_latency
+    from addbench.eval.records import atomic_write_json
+    from addbench.eval.tables import find_records, leaderboard, measured_rows
+
+    res = measure_latency(model=str(tiny_dir("sdxl")), nfe=[1, 2], res=32, runs=1, warmup=0, device="cpu", dtype="fp32")
+    (tmp_path / "runs").mkdir()
+    atomic_write_json(tmp_path / "runs" / "latency-cpu.json", res)
+    (tmp_path / "runs" / "mine").mkdir()
+    (tmp_path / "runs" / "mine" / "record.json").write_text(json.dumps({
+        "format": "addbench-record/1", "complete": True, "model": {"name": "mine", "nfe": 1},
+        "suite": {"name": "coco10k", "limit": None},
+        "metrics": {"fid[inception-2015-12-05,clean]": {"value": 20.0, "ci95": None, "higher_is_better": False}}}))
+    assert [p.name for p in find_records([str(tmp_path / "runs")])] == ["record.json", "latency-cpu.json"]
+    rows, skipped = measured_rows(find_records([str(tmp_path / "runs")]))
+    lat = [r for r in rows if "latency_s[cpu,32px,b1]" in r["metrics"]]
+    assert skipped == [] and len(lat) == 4  # eager and fast, NFE 1 and 2
+    e2e = {(r["model"].rsplit("[", 1)[1][:-1], r["nfe"]): r["metrics"]["latency_s[cpu,32px,b1]"]["value"] for r in lat}
+    for rec in res["records"]:
+        assert e2e[(rec["variant"], rec["nfe"])] == rec["parts"]["end_to_end"]["median_ms"] / 1e3
+    text, _ = leaderboard([str(tmp_path / "runs")], ["add_table2"])
+    head = text.splitlines()[0]
+    assert "latency_s[cpu,32px,b1] ↓" in head and "latency_s[A100,512px,b1] ↓" in head
+    assert text.count("[eager]") == 2 and text.count("[graph+channels_last]") == 2
+    partial = {**res, "complete": False}
+    atomic_write_json(tmp_path / "partial.json", partial)
+    assert measured_rows([tmp_path / "partial.json"]) == ([], [str(tmp_path / "partial.json")])
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(AddbenchError, match="neither a run record nor a latency result"):
+        measured_rows(find_records([str(tmp_path / "other.json")]))
