@@ -87,7 +87,7 @@ def latency_rows(data: dict, path: Path) -> list[dict]:
     for r in data["records"]:
         e2e = r["parts"]["end_to_end"]["median_ms"] / 1e3
         rows.append({"model": f"{model} [{r['variant']}]", "nfe": r["nfe"],
-                     "suite": f"latency {data['res']}px b{data['batch']} {data.get('dtype', '')}".strip(),
+                     "suite": f"latency {data['res']}px b{data['batch']} {data.get('dtype', '')} CFG {r.get('cfg', '?')}",
                      "source": "measured", "run": str(path),
                      "metrics": {mid: {"value": e2e, "ci95": None, "higher_is_better": False}}})
     return rows

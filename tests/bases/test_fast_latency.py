@@ -143,6 +143,7 @@ def test_latency_results_are_leaderboard_rows(tiny_dir, tmp_path):
     head = text.splitlines()[0]
     assert "latency_s[cpu,32px,b1] ↓" in head and "latency_s[A100,512px,b1] ↓" in head
     assert text.count("[eager]") == 2 and text.count("[graph+channels_last]") == 2
+    assert text.count("| latency 32px b1 float32 CFG 1.0 |") == 4  # device, res, batch, dtype and CFG are stated
     partial = {**res, "complete": False}
     atomic_write_json(tmp_path / "partial.json", partial)
     assert measured_rows([tmp_path / "partial.json"]) == ([], [str(tmp_path / "partial.json")])
