@@ -221,6 +221,8 @@ def latency_cmd(
     nfe: str = typer.Option("1", "--nfe", help="comma-separated NFEs, e.g. 1,2,4"),
     batch: int = typer.Option(1, "--batch"),
     runs: int = typer.Option(20, "--runs", help="timed runs (median reported)"),
+    guidance: float = typer.Option(1.0, "--guidance", help="CFG scale; with CFG each step is 2 network evaluations, "
+                                   "so every --nfe must be even (NFE 50 = 25 steps)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (short for --fast graph+compile)"),
     fast: Optional[str] = typer.Option(None, "--fast", help="fast variant(s), comma-separated, each tokens joined by "
                                        "'+': graph, nograph, compile, text, fused, streams, bench; e.g. "
@@ -254,6 +256,7 @@ def latency_cmd(
         raise AddbenchError(f"latency measurement is not available ({exc})") from None
     extra = {"fast_options": variants} if variants else {}
     extra.update({"profile": True} if profile else {})
+    extra.update({"guidance": guidance} if guidance != 1.0 else {})
     if out_file:  # rewritten after every record: a run killed in a later variant keeps what it measured
         from addbench.eval.records import atomic_write_json
 

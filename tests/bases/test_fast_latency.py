@@ -40,6 +40,17 @@ def test_measure_latency_both_modes(tiny_dir):
         assert x["vs_eager"]["latents_rel_l2"] < 1e-5 and x["vs_eager"]["max_abs_uint8"] <= 1
         assert x["speedup_end_to_end"] > 0
     json.dumps(r)
+    assert r["complete"] is True and r["format"] == "addbench-latency/1"
+
+
+def test_measure_latency_with_cfg_counts_two_evaluations_per_step(tiny_dir):
+    r = measure_latency(model=str(tiny_dir("sdxl")), res=32, nfe=[2, 4], runs=1, warmup=0, device="cpu", guidance=3.0)
+    for x in r["records"]:
+        assert x["cfg"] == 3.0 and x["steps"] == x["nfe"] // 2
+        assert sorted(k for k in x["parts"] if k.startswith("network_eval_") and k[-1].isdigit()) == \
+            [f"network_eval_{i}" for i in range(x["steps"])]
+    fast = [x for x in r["records"] if x["mode"] == "fast"]
+    assert len(fast) == 2 and all(x["vs_eager"]["latents_rel_l2"] < 1e-5 for x in fast)
 
 
 def test_measure_latency_refusals(tiny_dir):

@@ -141,7 +141,10 @@ def test_latency_wires_options(monkeypatch, tmp_path):
          "freezing=true", "--compile-mode", "max-autotune-no-cudagraphs", "--profile", "--device", "cpu"])
     assert calls[0]["fast_options"] == [FastOptions(text_streams=False), FastOptions(
         compile="max-autotune-no-cudagraphs", compile_text=True, text_streams=True, inductor=(("freezing", True),))]
-    assert calls[0]["profile"] is True and calls[0]["compile"] is False
+    assert calls[0]["profile"] is True and calls[0]["compile"] is False and "guidance" not in calls[0]
+    calls.clear()
+    _ok(["latency", "--base", "sdxl", "--random-weights", "--nfe", "2,50", "--guidance", "7.5", "--device", "cpu"])
+    assert calls[0]["guidance"] == 7.5 and calls[0]["nfe"] == [2, 50]
     calls.clear()
     _ok(["latency", "--base", "sdxl", "--random-weights", "--compile", "--inductor", "freezing=true", "--device", "cpu"])
     assert calls[0]["fast_options"] == [FastOptions(compile="default", inductor=(("freezing", True),))]
