@@ -260,12 +260,14 @@ def latency_cmd(
     if out_file:  # rewritten after every record: a run killed in a later variant keeps what it measured
         from addbench.eval.records import atomic_write_json
 
+        out_file.parent.mkdir(parents=True, exist_ok=True)
         extra["on_record"] = lambda partial: atomic_write_json(out_file, partial)
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
                              nfe=parse_int_list(nfe, "--nfe"), batch=batch, runs=runs, compile=compile,
                              device=_device(device), dtype=dtype, **extra)
     text = json.dumps(result, indent=2, default=str)
     if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(text + "\n")
     print(text)
 

@@ -125,15 +125,15 @@ def test_latency_wires_options(monkeypatch, tmp_path):
     mod.measure_latency = lambda **kw: calls.append(kw) or {"median_ms": {"1": 12.5}}
     monkeypatch.setitem(sys.modules, "addbench.eval.latency", mod)
     r = _ok(["latency", "--base", "sdxl", "--random-weights", "--res", "1024", "--nfe", "1,2,4", "--batch", "2",
-             "--runs", "5", "--compile", "--device", "cpu", "--out", tmp_path / "lat.json"])
+             "--runs", "5", "--compile", "--device", "cpu", "--out", tmp_path / "new" / "lat.json"])
     on_record = calls[0].pop("on_record")
     assert calls == [{"model": None, "base": "sdxl", "random_weights": True, "res": 1024, "nfe": [1, 2, 4], "batch": 2,
                       "runs": 5, "compile": True, "device": "cpu", "dtype": None}]
-    assert json.loads(r.output) == {"median_ms": {"1": 12.5}} == json.loads((tmp_path / "lat.json").read_text())
+    assert json.loads(r.output) == {"median_ms": {"1": 12.5}} == json.loads((tmp_path / "new" / "lat.json").read_text())
     on_record({"records": [{"nfe": 1}], "complete": False})  # what a killed run leaves: the records so far
-    assert json.loads((tmp_path / "lat.json").read_text()) == {"records": [{"nfe": 1}], "complete": False}
+    assert json.loads((tmp_path / "new" / "lat.json").read_text()) == {"records": [{"nfe": 1}], "complete": False}
     on_record({"records": [{"nfe": 1}, {"nfe": 2}], "complete": False})
-    assert len(json.loads((tmp_path / "lat.json").read_text())["records"]) == 2
+    assert len(json.loads((tmp_path / "new" / "lat.json").read_text())["records"]) == 2
     from addbench.bases.fast import FastOptions
 
     calls.clear()
