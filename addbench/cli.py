@@ -254,22 +254,17 @@ def latency_cmd(
         from addbench.eval.latency import measure_latency
     except ImportError as exc:
         raise AddbenchError(f"latency measurement is not available ({exc})") from None
-    extra = {"fast_options": variants} if variants else {}
-    extra.update({"profile": True} if profile else {})
-    extra.update({"guidance": guidance} if guidance != 1.0 else {})
-    if out_file:  # rewritten after every record: a run killed in a later variant keeps what it measured
-        from addbench.eval.records import atomic_write_json
+    from addbench.eval.records import atomic_write_json
 
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        extra["on_record"] = lambda partial: atomic_write_json(out_file, partial)
+    # with --out, the file is rewritten after every record: a run killed in a later variant keeps what it measured
+    save = (lambda result: atomic_write_json(out_file, result)) if out_file else None
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
                              nfe=parse_int_list(nfe, "--nfe"), batch=batch, runs=runs, compile=compile,
-                             device=_device(device), dtype=dtype, **extra)
-    text = json.dumps(result, indent=2, default=str)
-    if out_file:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text + "\n")
-    print(text)
+                             device=_device(device), dtype=dtype, guidance=guidance, fast_options=variants,
+                             profile=profile, on_record=save)
+    if save:
+        save(result)
+    print(json.dumps(result, indent=2, default=str))
 
 
 # ---- train ------------------------------------------------------------------------------------------

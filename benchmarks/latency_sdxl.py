@@ -9,10 +9,11 @@ latents, relative L2 <= ``--tol``, finite; uint8 images); the script exits 1 whe
 writing the JSON). Variants: ``graph`` (CUDA graph + channels-last + SDPA), ``graph+compile`` (the same
 with torch.compile of UNet and VAE decoder, ``--compile-mode``), ``+text`` also compiles the text encoders,
 ``+fused`` adds fused QKV projections, ``+streams`` runs SDXL's two text encoders on two CUDA streams,
-``+bench`` turns on cuDNN's benchmark mode (process-wide: list it last); ``--inductor KEY=VALUE`` sets ``torch._inductor.config`` for the compiled
-variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``: cheaper to compile than max-autotune).
-With ``--out`` the JSON is rewritten (atomically) after every record, ``"complete": false`` until the end, so a
-run killed in a later variant's compile keeps what it measured. ``--profile`` adds, per fast variant, each part's kernels (launch count, summed kernel time against the part's
+``+bench`` turns on cuDNN's benchmark mode (process-wide: list it last); ``--inductor KEY=VALUE`` sets
+``torch._inductor.config`` for the compiled variants (e.g. ``coordinate_descent_tuning=true``, ``freezing=true``:
+cheaper to compile than max-autotune). With ``--out`` the JSON is rewritten (atomically) after every record,
+``"complete": false`` until the end, so a run killed in a later variant's compile keeps what it measured.
+``--profile`` adds, per fast variant, each part's kernels (launch count, summed kernel time against the part's
 timed median, the top kernels) from one un-graphed run under ``torch.profiler``.
 """
 from __future__ import annotations
@@ -45,12 +46,6 @@ def table(result: dict) -> str:
     lines = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(row)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (x + 2) for x in w) + "|")
     return "\n".join(lines)
-
-
-def write_json(path: Path, result: dict) -> None:
-    """Atomically (tmp + rename): a kill mid-write leaves the previous version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, result)
 
 
 def profile_lines(result: dict, top: int = 6) -> list[str]:
@@ -103,12 +98,13 @@ def main(argv=None) -> int:
     except AddbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
     def progress(partial: dict) -> None:  # each record as it lands: a timeout in a later compile loses nothing
         r = partial["records"][-1]
         print(f"record: {r['mode']} | {r['variant']} | NFE {r['nfe']} | end to end "
               f"{r['parts']['end_to_end']['median_ms']:.2f} ms", flush=True)
         if a.out:
-            write_json(a.out, partial)
+            atomic_write_json(a.out, partial)
 
     result = measure_latency(model=a.model, base=None if a.model else "sdxl", random_weights=a.model is None,
                              res=a.res, nfe=[int(n) for n in a.nfe.split(",")], batch=a.batch, runs=a.runs,
@@ -123,7 +119,7 @@ def main(argv=None) -> int:
         result["target_1step"] = {"variant": best["variant"], "end_to_end_ms": ms, "speedup": sp,
                                   "meets_15ms": ms <= TARGET_MS, "meets_6x": sp is not None and sp >= TARGET_SPEEDUP}
     if a.out:
-        write_json(a.out, result)
+        atomic_write_json(a.out, result)
     print(f"{result['device']} | torch {result['torch']} | diffusers {result['diffusers']} | {result['dtype']} | "
           f"{a.res}px batch {a.batch} | CFG {a.guidance} | {a.runs} runs after {a.warmup} warm-up | medians, ms")
     for r in result["records"]:

@@ -21,9 +21,9 @@ import torch
 
 from addbench.bases.interface import Sampler
 from addbench.errors import AddbenchError
+from addbench.eval.records import LATENCY_FORMAT
 
 PROMPT = "a photograph of an astronaut riding a horse on the moon"
-LATENCY_FORMAT = "addbench-latency/1"  # `addbench leaderboard` reads files of this format (addbench/eval/tables.py)
 SDXL_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                   "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
 

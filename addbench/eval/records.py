@@ -28,9 +28,14 @@ import pandas as pd
 from addbench.errors import AddbenchError
 
 FORMAT = "addbench-record/1"
+LATENCY_FORMAT = "addbench-latency/1"  # `addbench latency` results, which `addbench leaderboard` also reads
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` (its folder made if missing): tmp + fsync + rename, so a kill mid-write
+    leaves the previous version."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False, default=str)

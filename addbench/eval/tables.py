@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from addbench.errors import AddbenchError
-from addbench.eval.records import read_record
+from addbench.eval.records import LATENCY_FORMAT, read_record
 from addbench.suites import load_suite
 
 PUBLISHED_DIRS = (Path.cwd() / "leaderboards" / "published", Path(__file__).resolve().parents[2] / "leaderboards" / "published")
@@ -62,8 +62,6 @@ def find_records(patterns: list[str]) -> list[Path]:
 
 def _read_latency(path: Path) -> dict | None:
     """The latency result at ``path``, or None when the file is an eval record."""
-    from addbench.eval.latency import LATENCY_FORMAT
-
     if path.name == "record.json":
         return None
     try:
@@ -99,7 +97,7 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
     for path in record_paths:
         latency = _read_latency(path)
         if latency is not None:
-            if latency.get("complete") is False:
+            if latency.get("complete") is False:  # (results written before the key existed are whole)
                 skipped.append(str(path))
             else:
                 rows += latency_rows(latency, path)

@@ -128,7 +128,8 @@ def test_latency_wires_options(monkeypatch, tmp_path):
              "--runs", "5", "--compile", "--device", "cpu", "--out", tmp_path / "new" / "lat.json"])
     on_record = calls[0].pop("on_record")
     assert calls == [{"model": None, "base": "sdxl", "random_weights": True, "res": 1024, "nfe": [1, 2, 4], "batch": 2,
-                      "runs": 5, "compile": True, "device": "cpu", "dtype": None}]
+                      "runs": 5, "compile": True, "device": "cpu", "dtype": None, "guidance": 1.0,
+                      "fast_options": None, "profile": False}]
     assert json.loads(r.output) == {"median_ms": {"1": 12.5}} == json.loads((tmp_path / "new" / "lat.json").read_text())
     on_record({"records": [{"nfe": 1}], "complete": False})  # what a killed run leaves: the records so far
     assert json.loads((tmp_path / "new" / "lat.json").read_text()) == {"records": [{"nfe": 1}], "complete": False}
@@ -141,7 +142,8 @@ def test_latency_wires_options(monkeypatch, tmp_path):
          "freezing=true", "--compile-mode", "max-autotune-no-cudagraphs", "--profile", "--device", "cpu"])
     assert calls[0]["fast_options"] == [FastOptions(text_streams=False), FastOptions(
         compile="max-autotune-no-cudagraphs", compile_text=True, text_streams=True, inductor=(("freezing", True),))]
-    assert calls[0]["profile"] is True and calls[0]["compile"] is False and "guidance" not in calls[0]
+    assert calls[0]["profile"] is True and calls[0]["compile"] is False and calls[0]["guidance"] == 1.0
+    assert calls[0]["on_record"] is None  # no --out: nothing to write
     calls.clear()
     _ok(["latency", "--base", "sdxl", "--random-weights", "--nfe", "2,50", "--guidance", "7.5", "--device", "cpu"])
     assert calls[0]["guidance"] == 7.5 and calls[0]["nfe"] == [2, 50]
