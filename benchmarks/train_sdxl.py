@@ -282,8 +282,13 @@ class TurnTimer:
     """Wraps the engine's ``TrainData`` (``batch`` marks the start of every turn call) and is a loop
     callback (``on_step`` marks the end of the step); counts FLOPs during step 0 when ``count_flops``."""
 
-    def __init__(self, data, cuda: bool, count_flops: bool, warmup: int = 1):
+    def __init__(self, data, cuda: bool, count_flops: bool, warmup: int = 1, profile_step: int | None = None,
+                 after_step=None):
         self.data, self.cuda, self.count_flops, self.warmup = data, cuda, count_flops, warmup
+        self.after_step = after_step  # called with the timer after every step (the benchmark writes its JSON)
+        self.profile_step = profile_step  # this step runs under torch.profiler and is left out of ``steps``
+        self.profile: dict | None = None
+        self._prof = None
         self.clock = Clock(cuda)
         self.peak_warmup_gib: float | None = None
         self.marks: list = []  # (turn, mark) of the current step
@@ -302,6 +307,11 @@ class TurnTimer:
             self.flops.turn = turn
         if not self.marks:
             self.t_step0 = time.perf_counter()
+            if len(self.steps) == self.profile_step and self.profile is None:
+                from torch.profiler import ProfilerActivity, profile
+
+                self._prof = profile(activities=[ProfilerActivity.CUDA if self.cuda else ProfilerActivity.CPU])
+                self._prof.__enter__()
         self.marks.append((turn, self.clock.mark()))
         t = time.perf_counter()
         out = self.data.batch(step, call, turn)
@@ -320,6 +330,11 @@ class TurnTimer:
         wall = (time.perf_counter() - self.t_step0) * 1e3
         bounds = [m for _, m in self.marks] + [end]
         calls = [(turn, self.clock.ms(bounds[i], bounds[i + 1])) for i, (turn, _) in enumerate(self.marks)]
+        if self._prof is not None:
+            self._stop_profile(calls)
+            if self.after_step is not None:
+                self.after_step(self)
+            return
         self.steps.append({"step": state.step, "calls": calls, "step_ms": sum(ms for _, ms in calls), "wall_ms": wall,
                            "flop_counted": self.flops is not None})
         self.marks = []
@@ -328,9 +343,24 @@ class TurnTimer:
         if self.cuda and len(self.steps) == self.warmup:  # peak of the timed steps alone from here on
             self.peak_warmup_gib = round(torch.cuda.max_memory_allocated() / GIB, 2)
             torch.cuda.reset_peak_memory_stats()
+        if self.after_step is not None:
+            self.after_step(self)
+
+    def _stop_profile(self, calls=None):
+        from addbench.eval.profiling import kernel_table
+
+        prof, self._prof, self.marks = self._prof, None, []
+        if self.cuda:
+            torch.cuda.synchronize()
+        prof.__exit__(None, None, None)
+        if calls is not None:  # a finished step (not one cut short by a failure)
+            self.profile = {"step_ms": sum(ms for _, ms in calls), "calls": [[t, round(ms, 2)] for t, ms in calls],
+                            **kernel_table(prof, top=30, cuda=self.cuda)}
 
     def on_end(self, state):
         self._stop_flops()
+        if self._prof is not None:
+            self._stop_profile()
 
 
 @contextlib.contextmanager
@@ -361,9 +391,10 @@ def remove_taps(obj) -> None:
 
 # ---- one method ---------------------------------------------------------------------------------------
 def run_method(name: str, base, world: World, micro_batch: int, iters: int, warmup: int, extra: list[tuple[bool, str]],
-               count_flops: bool, record: dict) -> None:
-    """Train ``iters`` steps of ``name`` through the engine; fills ``record`` as it goes (so a failure keeps
-    what was measured)."""
+               count_flops: bool, record: dict, profile: bool = False, progress=None) -> None:
+    """Train ``iters`` steps of ``name`` through the engine (one more, profiled, with ``profile``); fills
+    ``record`` as it goes and calls ``progress()`` after every step (so a failure or a kill keeps what was
+    measured)."""
     from addbench.train import loop
     from addbench.train.data import TrainData
     from addbench.train.entry import resolve_config
@@ -371,7 +402,7 @@ def run_method(name: str, base, world: World, micro_batch: int, iters: int, warm
 
     cuda = base.device.type == "cuda"
     cls, preset_from = plugin_class(name)
-    overrides = method_overrides(cls, world, micro_batch, iters, cuda, extra)
+    overrides = method_overrides(cls, world, micro_batch, iters + int(profile), cuda, extra)
     cfg = resolve_config(cls, base, overrides)
     record.update(preset_from=preset_from, overrides=[o for o in overrides if not o.startswith(("prompts=", "real_images=",
                                                                                                   "ode_pairs="))],
@@ -391,7 +422,8 @@ def run_method(name: str, base, world: World, micro_batch: int, iters: int, warm
                                           for k, n in state.nets.items()}
             record["param_dtype"] = str(next(state.nets[plugin.student_network].parameters()).dtype).replace("torch.", "")
             data = TrainData(cfg, plugin.data_needs, ctx.rank, ctx.world_size, ctx.device)
-            timer = TurnTimer(data, cuda, count_flops, warmup)
+            timer = TurnTimer(data, cuda, count_flops, warmup, profile_step=iters if profile else None,
+                              after_step=step_writer(record, micro_batch, warmup, progress))
             with no_state_saving():
                 loop.run(state, timer, callbacks=[timer])
     finally:
@@ -399,6 +431,13 @@ def run_method(name: str, base, world: World, micro_batch: int, iters: int, warm
             timer._stop_flops()
             summarize(record, timer, micro_batch, warmup)
         remove_taps(plugin)
+
+
+def step_writer(record: dict, micro_batch: int, warmup: int, progress):
+    """The timer's ``after_step``: the record summarized so far, then ``progress()`` (None: nothing)."""
+    if progress is None:
+        return None
+    return lambda timer: (summarize(record, timer, micro_batch, warmup), progress())
 
 
 def summarize(record: dict, timer: TurnTimer, micro_batch: int, warmup: int) -> None:
@@ -420,6 +459,8 @@ def summarize(record: dict, timer: TurnTimer, micro_batch: int, warmup: int) -> 
                 turns.setdefault(t, []).append(ms)
         record["turn_ms"] = {t: {"mean_ms": round(statistics.mean(v), 2), "calls_per_step": len(v) / len(timed)}
                              for t, v in turns.items()}
+    if timer.profile is not None:
+        record["profile"] = timer.profile
     if timer.flops_by_turn is not None and timer.flops_complete:
         tot = {p: sum(d[p] for d in timer.flops_by_turn.values()) for p in ("forward", "backward", "recompute")}
         record["flops_per_step"] = {**tot, "by_turn": timer.flops_by_turn}
@@ -435,7 +476,8 @@ class _NoData:
         return {}
 
 
-def run_unet_anchor(base, res: int, micro_batch: int, iters: int, warmup: int, count_flops: bool, record: dict) -> None:
+def run_unet_anchor(base, res: int, micro_batch: int, iters: int, warmup: int, count_flops: bool, record: dict,
+                    profile: bool = False, channels_last: bool = False, progress=None) -> None:
     """A trainable copy of the UNet (the base's dtype, as the distillers' copies), activation checkpointing,
     autocast like the engine: forward + backward of a mean-square loss per step, no optimiser."""
     from types import SimpleNamespace
@@ -444,6 +486,8 @@ def run_unet_anchor(base, res: int, micro_batch: int, iters: int, warmup: int, c
 
     cuda = base.device.type == "cuda"
     net = base.copy_network().requires_grad_(True).train()
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
     enable_activation_checkpointing(net)
     record.update(preset_from="-", turns_per_step=["fwd+bwd"], trainable_params={"unet": sum(p.numel() for p in net.parameters())},
                   param_dtype=str(next(net.parameters()).dtype).replace("torch.", ""))
@@ -451,10 +495,11 @@ def run_unet_anchor(base, res: int, micro_batch: int, iters: int, warmup: int, c
     x = torch.randn((micro_batch, *base.latent_shape(res, res)), generator=g).to(base.device)
     t = torch.full((micro_batch,), 500.0, device=base.device)
     cond = base.encode_prompts([PROMPTS[0]]).repeat(micro_batch)
-    timer = TurnTimer(_NoData(), cuda, count_flops, warmup)
+    timer = TurnTimer(_NoData(), cuda, count_flops, warmup, profile_step=iters if profile else None,
+                      after_step=step_writer(record, micro_batch, warmup, progress))
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     try:
-        for step in range(iters):
+        for step in range(iters + int(profile)):
             timer.batch(step, 0, "fwd+bwd")
             with amp:
                 out = base.predict(x, t, cond, network=net)
@@ -463,6 +508,20 @@ def run_unet_anchor(base, res: int, micro_batch: int, iters: int, warmup: int, c
     finally:
         timer.on_end(None)
         summarize(record, timer, micro_batch, warmup)
+
+
+def anchor_channels_last(sets: list[tuple[bool, str]]) -> bool:
+    """The anchor takes one setting of the engine's: ``--set channels_last=true`` (or ``unet:channels_last=...``)."""
+    from addbench.config import parse_value
+
+    vals = [parse_value(v.partition("=")[2]) for _, v in sets if v.partition("=")[0] == "channels_last"]
+    return bool(vals[-1]) if vals else False
+
+
+def profile_line(p: dict) -> str:
+    kinds = ", ".join(f"{k} {ms:.0f}" for k, ms in p["by_kind"].items())
+    return (f"  profiled step: {p['step_ms']:.0f} ms, kernels busy {p['busy_ms']:.0f} ms ({p['kernels']} launches): "
+            f"{kinds} ms")
 
 
 # ---- bases ---------------------------------------------------------------------------------------------
@@ -504,13 +563,11 @@ def md_row(r: dict) -> str:
 
 
 def write_json(path: Path | None, result: dict) -> None:
-    """Atomic write (tmp + rename), after every method: a run killed by a time limit keeps what it measured."""
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    tmp.replace(path)
+    """After every method (atomic): a run killed by a time limit keeps what it measured."""
+    from addbench.eval.records import atomic_write_json
+
+    if path is not None:
+        atomic_write_json(path, result)
 
 
 def main(argv=None) -> int:
@@ -527,6 +584,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (step 0 then runs at full speed)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak for MFU (bf16 dense TFLOP/s)")
+    ap.add_argument("--profile", action="store_true",
+                    help="run one more step per method under torch.profiler (not timed): kernel time by kind, top kernels")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds: skip methods not started by then")
     ap.add_argument("--workdir", type=Path, default=None, help="where stand-in data go (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
@@ -566,7 +625,7 @@ def main(argv=None) -> int:
     rc = 0
     for mb in mbs:
         for name in methods:
-            rec = {"method": name, "micro_batch": mb, "res": res, "status": "ok"}
+            rec = {"method": name, "micro_batch": mb, "res": res, "status": "running"}  # "ok" once it finishes
             result["records"].append(rec)
             if a.time_limit and time.perf_counter() - t_start > a.time_limit:
                 rec["status"] = "skipped"
@@ -581,10 +640,14 @@ def main(argv=None) -> int:
                 rec["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2)
             t0 = time.perf_counter()
             try:
+                progress = lambda: write_json(a.out, result)  # noqa: E731 - after every step
                 if name == ANCHOR:
-                    run_unet_anchor(base, res, mb, a.iters, a.warmup, not a.no_flops, rec)
+                    run_unet_anchor(base, res, mb, a.iters, a.warmup, not a.no_flops, rec, a.profile,
+                                    channels_last=anchor_channels_last(sets[name]), progress=progress)
                 else:
-                    run_method(name, base, world, mb, a.iters, a.warmup, sets[name], not a.no_flops, rec)
+                    run_method(name, base, world, mb, a.iters, a.warmup, sets[name], not a.no_flops, rec, a.profile,
+                               progress=progress)
+                rec["status"] = "ok"
             except torch.OutOfMemoryError as e:
                 rec["status"] = "oom"
                 rec["error"] = str(e).splitlines()[0][:300]
@@ -618,6 +681,8 @@ def main(argv=None) -> int:
                 if rec.get("traceback"):
                     print(rec["traceback"], flush=True)
             print(md_row(rec), flush=True)
+            if rec.get("profile"):
+                print(profile_line(rec["profile"]), flush=True)
             result["total_s"] = round(time.perf_counter() - t_start, 1)
             write_json(a.out, result)
     result["total_s"] = round(time.perf_counter() - t_start, 1)

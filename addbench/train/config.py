@@ -20,11 +20,13 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch": 4,                 # images per step, all ranks together (global batch)
     "budget_images": 1000,      # stop once this many images were seen (steps x batch)
-    "precision": "auto",        # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32"
+    "precision": "auto",        # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32" | "bf16-pure" (bf16
+                                # autocast, but the base's bf16 networks run without it: norms in bf16, no casts)
     "base_dtype": "fp32",       # dtype the base (teacher + the copies made from it) loads in; autocast does bf16
     "grad_checkpointing": False,  # activation checkpointing of every network (teacher and VAE included) ...
     "checkpoint_skip": [],      # ... except these (plug-in network names, "teacher", "vae"): memory traded for speed
-    "compile": False,
+    "compile": "none",          # torch.compile: none (= false) | blocks (= true; outermost repeated blocks) | layers
+    "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
     "grad_clip": 10.0,          # max grad norm per network; 0 = off
     "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>
     "betas": [0.0, 0.99],
@@ -53,7 +55,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
 RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_images", "keep_ckpts",
                                "sample_every_images", "tensorboard", "wandb",
                                # memory/speed only, same math: e.g. turn checkpointing on to resume after an OOM
-                               "grad_checkpointing", "checkpoint_skip"})
+                               "grad_checkpointing", "checkpoint_skip", "channels_last"})
 
 
 class FrozenConfig(dict):

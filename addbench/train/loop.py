@@ -21,8 +21,8 @@ from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDe
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
 from addbench.train.config import checkpointed, config_hash
 from addbench.train.data import TrainData
-from addbench.train.parallel import (DistContext, enable_activation_checkpointing, is_sharded, mean_over_ranks,
-                                     parallelize)
+from addbench.train.parallel import (DistContext, compile_units, enable_activation_checkpointing, is_sharded,
+                                     mean_over_ranks, parallelize)
 from addbench.train.plugin import Distiller, Turn, check_plugin
 
 
@@ -46,13 +46,50 @@ def calls_at(turns: list[Turn], step: int) -> list[Turn]:
     return [t for t in turns if step % t.every == 0 for _ in range(t.repeats)]
 
 
-def autocast(cfg: dict, device: torch.device):
+PRECISIONS = ("auto", "bf16", "bf16-pure", "fp32")
+
+
+def precision(cfg: dict, device: torch.device) -> str:
+    """``cfg["precision"]`` checked, ``auto`` resolved (bf16 on a GPU, fp32 on the CPU)."""
     prec = cfg["precision"]
-    if prec == "auto":
-        prec = "bf16" if device.type == "cuda" else "fp32"
-    if prec == "fp32":
+    if prec not in PRECISIONS:
+        raise AddbenchError(f"precision={prec!r}; use one of {', '.join(PRECISIONS)}")
+    return ("bf16" if device.type == "cuda" else "fp32") if prec == "auto" else prec
+
+
+def autocast(cfg: dict, device: torch.device):
+    """The loss's context: bf16 autocast, or none (fp32). ``bf16-pure`` is bf16 autocast too, but the base's
+    networks opt out of it (:func:`run_in_own_dtype`)."""
+    if precision(cfg, device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def run_in_own_dtype(module: nn.Module) -> None:
+    """``precision=bf16-pure``: ``module``'s forward runs with autocast off, i.e. in its (bf16) parameters' dtype.
+
+    Under bf16 autocast a bf16 diffusers network still runs its norms in fp32: every LayerNorm / GroupNorm casts
+    its input and affine parameters up and its output back down (the next linear or conv), thousands of extra
+    copy kernels per SDXL UNet call. Off, the norms read and write bf16 (accumulating in fp32 inside the kernel, as
+    in bf16 inference); the plug-ins' own heads and losses stay under autocast. Hooks, not a wrapped ``forward``,
+    so ``copy.deepcopy`` of the module keeps working on the copy."""
+    bad = sorted({str(p.dtype).replace("torch.", "") for p in module.parameters()
+                  if p.is_floating_point() and p.dtype != torch.bfloat16})
+    if bad:
+        raise AddbenchError(f"precision=bf16-pure runs the base's networks in their own dtype, but they hold "
+                            f"{', '.join(bad)} weights: add base_dtype=bf16 (or use precision=bf16)")
+    stack: list = []
+
+    def enter(mod, args):
+        ctx = torch.autocast(next(mod.parameters()).device.type, enabled=False)
+        ctx.__enter__()
+        stack.append(ctx)
+
+    def leave(mod, args, out):
+        stack.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave, always_call=True)
 
 
 def _grad_norm(params, max_norm: float) -> float:
@@ -95,9 +132,21 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
     unknown = sorted(set(cfg["checkpoint_skip"] or ()) - set(nets) - {"teacher", "vae"})
     if unknown:
         raise AddbenchError(f"checkpoint_skip names {', '.join(unknown)}; use {', '.join(sorted(nets))}, teacher or vae")
+    if precision(cfg, ctx.device) == "bf16-pure":  # the base's networks (teacher, its copies, VAE decoder) skip autocast
+        kind = type(base.network)
+        vae = getattr(base, "vae", None)
+        pure = [base.network, *[n for n in nets.values() if type(n) is kind], getattr(vae, "decoder", vae)]
+        for m in {id(m): m for m in pure if m is not None}.values():
+            run_in_own_dtype(m)
+    if cfg["channels_last"]:  # same math, cuDNN's preferred conv layout; set before sharding (FSDP2 keeps strides)
+        for m in [*nets.values(), getattr(base, "network", None), getattr(base, "vae", None)]:
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
     for name, net in nets.items():
         nets[name] = parallelize(net.to(ctx.device), ctx, activation_checkpointing=checkpointed(cfg, name),
-                                 compile=bool(cfg["compile"]))
+                                 compile=cfg["compile"])
+    if getattr(base, "network", None) is not None:  # the frozen teacher runs as often as a trained copy
+        compile_units(base.network, cfg["compile"])
     distiller.nets = nets
     vae = getattr(base, "vae", None)
     if checkpointed(cfg, "vae") and vae is not None:

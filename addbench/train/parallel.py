@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from addbench.errors import AddbenchError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -97,6 +99,48 @@ def blocks_of(model: nn.Module) -> list[nn.Module]:
     return out
 
 
+def layers_of(model: nn.Module) -> list[nn.Module]:
+    """The innermost repeated blocks: :func:`blocks_of`, descended while a block holds repeated blocks of its own
+    (SDXL's UNet: every ResnetBlock2D, BasicTransformerBlock, Downsample2D / Upsample2D; the glue around them
+    stays eager)."""
+    out: list[nn.Module] = []
+    for blk in blocks_of(model):
+        inner = blocks_of(blk)
+        # a ModuleList of torch.nn layers (an attention's to_out = [Linear, Dropout]) marks a leaf, not more blocks
+        leaf = not inner or any(type(m).__module__.startswith("torch.nn") for m in inner)
+        out.extend([blk] if leaf else layers_of(blk))
+    return out
+
+
+COMPILE_UNITS = {"none": None, "false": None, "blocks": blocks_of, "true": blocks_of, "layers": layers_of}
+
+
+def compile_mode(how) -> str:
+    """The engine's ``compile`` setting checked: ``none`` (also false), ``blocks`` (also true) or ``layers``."""
+    key = str(how).strip().lower()
+    if key not in COMPILE_UNITS:
+        raise AddbenchError(f"compile={how!r}; use none, blocks (= true) or layers")
+    return {"false": "none", "true": "blocks"}.get(key, key)
+
+
+def compile_units(model: nn.Module, how) -> list[nn.Module]:
+    """``torch.compile`` (``Module.compile``, lazy) of ``model``'s units: ``blocks`` the outermost repeated blocks
+    (few large graphs), ``layers`` the innermost ones (small graphs shared by every instance of a layer class:
+    far fewer to compile, since dynamo caches by code, not by module); ``none``: nothing. Returns the units."""
+    how = compile_mode(how)
+    if how == "none":
+        return []
+    units = COMPILE_UNITS[how](model) or [model]
+    if how == "layers":  # one layer class meets many shapes and grad modes (teacher, trained copy, frozen copy)
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 2048)
+    for unit in units:
+        unit.compile()
+    return units
+
+
 def enable_activation_checkpointing(model: nn.Module) -> str:
     """diffusers' ``enable_gradient_checkpointing`` when the model has it, else wrap each block with
     ``torch.utils.checkpoint`` (non-reentrant). Returns which one was used."""
@@ -118,16 +162,14 @@ def enable_activation_checkpointing(model: nn.Module) -> str:
 
 
 def parallelize(model: nn.Module, ctx: DistContext, *, activation_checkpointing: bool = False,
-                compile: bool = False, shard: bool = True, mp_dtype: torch.dtype | None = None) -> nn.Module:
-    """Rank 0's weights to all ranks -> activation checkpointing -> compile -> FSDP2 ``fully_shard``
-    (blocks, then root). In place; returns the module (references held elsewhere stay valid)."""
+                compile: bool | str = "none", shard: bool = True, mp_dtype: torch.dtype | None = None) -> nn.Module:
+    """Rank 0's weights to all ranks -> activation checkpointing -> compile (:func:`compile_units`) -> FSDP2
+    ``fully_shard`` (blocks, then root). In place; returns the module (references held elsewhere stay valid)."""
     broadcast_from_main(model, ctx)
     if activation_checkpointing:
         enable_activation_checkpointing(model)
     blocks = blocks_of(model)
-    if compile:
-        for blk in blocks or [model]:
-            blk.compile()
+    compile_units(model, compile)
     if ctx.distributed and shard and any(p.requires_grad for p in model.parameters()):
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 

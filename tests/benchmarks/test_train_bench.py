@@ -65,3 +65,40 @@ def test_bad_override_is_an_error_row(bench, tmp_path):
                      "--out", str(out)])
     rec = json.loads(out.read_text())["records"][0]
     assert rc == 1 and rec["status"] == "error" and "no_such_key" in rec["error"]
+
+
+def test_profile_adds_one_untimed_step_with_kernel_time_by_kind(bench, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = bench.main(["--tiny", "--iters", "2", "--methods", "unet,dmdx.adm", "--profile", "--set", "channels_last=true",
+                     "--out", str(out)])
+    assert rc == 0
+    recs = {r["method"]: r for r in json.loads(out.read_text())["records"]}
+    for r in recs.values():
+        assert r["status"] == "ok", r.get("error")
+        p = r["profile"]
+        assert r["steps_run"] == 2 and [s["step"] for s in r["steps"]] == [1, 2]  # the profiled 3rd step is not timed
+        assert p["step_ms"] > 0 and p["busy_ms"] > 0 and p["kernels"] >= len(p["top"]) > 0
+        assert p["by_kind"]["conv"] > 0 and sum(p["by_kind"].values()) == pytest.approx(p["busy_ms"])
+        assert [t for t, _ in p["calls"]] == r["turns_per_step"]
+    assert "channels_last=true" in recs["dmdx.adm"]["overrides"]
+    assert "profiled step:" in capsys.readouterr().out
+    assert bench.anchor_channels_last([(False, "channels_last=true")]) and not bench.anchor_channels_last([])
+
+
+def test_a_run_killed_mid_method_keeps_its_finished_steps(bench, tmp_path, monkeypatch):
+    """The JSON is rewritten after every step: a method killed (here after its 2nd step; on the GPU a time limit
+    during a long compile) leaves its finished steps, marked "running"."""
+    real = bench.TurnTimer.on_step
+
+    def on_step(self, state, logs):
+        real(self, state, logs)
+        if len(self.steps) == 2:
+            raise KeyboardInterrupt  # stands in for the timeout's signal
+
+    monkeypatch.setattr(bench.TurnTimer, "on_step", on_step)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--tiny", "--iters", "4", "--no-flops", "--methods", "dmdx.adm", "--out", str(out)])
+    rec = json.loads(out.read_text())["records"][0]
+    assert rec["status"] == "running" and rec["steps_run"] == 2 and rec["step_ms"] > 0
+    assert [s["step"] for s in rec["steps"]] == [1, 2]

@@ -174,3 +174,110 @@ def test_teacher_checkpointing_follows_grad_checkpointing_and_checkpoint_skip(wo
     plugin, _ = _plugin(ADM, world, world["adm"] + ["grad_checkpointing=true"]
                         + (["checkpoint_skip=teacher"] if skip else []))
     assert (plugin.teacher in wrapped) is not skip
+
+
+def test_channels_last_converts_every_conv_weight_and_trains_the_same(world):
+    """``channels_last=true`` (engine): the plug-in's networks, the teacher and the VAE get NHWC conv weights; the
+    losses match the default layout (same math, another conv algorithm), and it may change on resume."""
+    import json
+
+    from addbench.train import loop
+    from addbench.train.parallel import init_distributed
+    from distillers.dmdx import ADM
+
+    plugin, cfg = _plugin(ADM, world, world["adm"] + ["channels_last=true"])
+    base = load_base(world["pipe"], device="cpu")
+    plugin = ADM(cfg)
+    state = loop.setup(plugin, base, cfg, init_distributed("cpu"), world["root"] / "cl-setup")
+    convs = [m.weight for n in [*state.nets.values(), base.network] for m in n.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs
+                         if w.shape[-1] > 1 or w.shape[-2] > 1)
+
+    def losses(run):
+        rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+        return [[r[k] for k in ("fake/loss", "g/loss", "d/loss")] for r in rows]
+
+    runs = {cl: world["root"] / f"cl-{cl}" for cl in ("false", "true")}
+    for cl, run in runs.items():
+        train("dmdx.adm", world["pipe"], run, world["adm"] + ["budget_images=4", f"channels_last={cl}"], device="cpu")
+    a, b = losses(runs["false"]), losses(runs["true"])
+    assert len(a) == len(b) == 2
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-3, atol=1e-5)
+    train("dmdx.adm", world["pipe"], runs["true"], world["adm"] + ["budget_images=6", "channels_last=false"], device="cpu")
+    assert len(losses(runs["true"])) == 3
+
+
+def test_bf16_pure_runs_the_base_networks_without_autocast(world):
+    """``precision=bf16-pure``: under the loss's bf16 autocast the teacher and the trained copies run with autocast
+    off inside them (on a GPU, autocast would run their norms in fp32: the casts this mode removes; the CPU's autocast
+    keeps norms in bf16, so the test watches the autocast state itself), the discriminator heads with it on; ADM
+    trains; fp32 networks are refused in one line."""
+    import json
+
+    from addbench.train import loop
+    from addbench.train.parallel import init_distributed
+    from distillers.dmdx import ADM
+
+    def autocast_inside(prec):
+        cfg = resolve_config(ADM, world["pipe"], world["adm"] + [f"precision={prec}", "base_dtype=bf16"])
+        base = load_base(world["pipe"], device="cpu", dtype="bf16")
+        state = loop.setup(ADM(cfg), base, cfg, init_distributed("cpu"), world["root"] / f"pure-{prec}")
+        seen = []
+        for net in (base.network, state.nets["g"], state.nets["fake"]):
+            norm = next(m for m in net.modules() if isinstance(m, torch.nn.GroupNorm))
+            h = norm.register_forward_hook(lambda m, a, out: seen.append(torch.is_autocast_enabled("cpu")))
+            x = torch.randn((1, *base.latent_shape(32, 32)))
+            with loop.autocast(cfg, torch.device("cpu")), torch.no_grad():
+                base.predict(x, 500.0, base.encode_prompts(["a red cube"]), network=net)
+            h.remove()
+        head = state.nets["d"][0]
+        h = head.register_forward_hook(lambda m, a, out: seen.append(torch.is_autocast_enabled("cpu")))
+        with loop.autocast(cfg, torch.device("cpu")), torch.no_grad():
+            head(torch.randn((1, next(m for m in head.modules() if isinstance(m, torch.nn.Conv2d)).in_channels, 16, 16)))
+        h.remove()
+        return seen
+
+    assert autocast_inside("bf16") == [True] * 4
+    assert autocast_inside("bf16-pure") == [False, False, False, True]
+    run = world["root"] / "pure-train"
+    train("dmdx.adm", world["pipe"], run, world["adm"] + ["budget_images=2", "precision=bf16-pure", "base_dtype=bf16"],
+          device="cpu")
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert all(torch.isfinite(torch.tensor(rec[k])) for k in ("fake/loss", "g/loss", "d/loss"))
+    with pytest.raises(AddbenchError, match="precision=bf16-pure .* float32 weights: add base_dtype=bf16"):
+        train("dmdx.adm", world["pipe"], world["root"] / "pure-fp32", world["adm"] + ["precision=bf16-pure"],
+              device="cpu")
+    with pytest.raises(AddbenchError, match="precision='fp16'; use one of auto, bf16, bf16-pure, fp32"):
+        train("dmdx.adm", world["pipe"], world["root"] / "pure-bad", world["adm"] + ["precision=fp16"], device="cpu")
+
+
+def test_compile_layers_compiles_the_innermost_blocks_of_every_copy_and_the_teacher(world, monkeypatch):
+    """``compile=layers``: each ResnetBlock2D / BasicTransformerBlock / resampler of the trained copies and of the
+    frozen teacher is compiled (not the UNet nor its down/up blocks); ``compile=true`` the outermost blocks."""
+    from addbench.train import loop
+    from addbench.train.parallel import init_distributed
+    from distillers.dmdx import ADM
+
+    def compiled(how):
+        seen = []
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(self))
+        cfg = resolve_config(ADM, world["pipe"], world["adm"] + [f"compile={how}"])
+        base = load_base(world["pipe"], device="cpu")
+        state = loop.setup(ADM(cfg), base, cfg, init_distributed("cpu"), world["root"] / f"compile-{how}")
+        owners = {}
+        for name, net in [("teacher", base.network), ("g", state.nets["g"]), ("fake", state.nets["fake"])]:
+            ids = {id(m) for m in net.modules()}
+            owners[name] = sorted({type(m).__name__ for m in seen if id(m) in ids})
+        return owners, len(seen)
+
+    owners, n = compiled("layers")
+    assert owners["g"] == owners["fake"] == owners["teacher"]
+    assert {"ResnetBlock2D", "Downsample2D", "Upsample2D"} <= set(owners["g"])  # the toy UNet has no attention
+    assert not any(k.endswith(("UNet2DConditionModel", "DownBlock2D", "UpBlock2D", "Transformer2DModel"))
+                   for k in owners["g"])
+    blocks, nb = compiled("true")
+    assert all(k.endswith(("DownBlock2D", "UpBlock2D", "MidBlock2DCrossAttn")) for k in blocks["g"]) and nb < n
+    assert compiled("false") == ({"teacher": [], "g": [], "fake": []}, 0)
+    with pytest.raises(AddbenchError, match="compile='fastest'; use none, blocks .* or layers"):
+        compiled("fastest")

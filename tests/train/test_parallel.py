@@ -65,3 +65,20 @@ def test_parallelize_single_process_checkpointing_keeps_gradients():
     ga = [p.grad for p in a.parameters()]
     gb = [p.grad for p in b.parameters()]
     assert all(torch.allclose(u, v, atol=1e-6) for u, v in zip(ga, gb))
+
+
+def test_layers_of_an_sdxl_unet_are_its_innermost_repeated_blocks(tmp_path):
+    """``compile=layers`` units on the tiny SDXL UNet: every ResnetBlock2D and BasicTransformerBlock (the
+    Transformer2DModel glue around them stays out), resamplers; each module at most once."""
+    from addbench.bases.loading import load_base
+    from addbench.bases.tiny import save_tiny_pipeline
+    from addbench.train.parallel import layers_of
+
+    unet = load_base(str(save_tiny_pipeline("sdxl", tmp_path / "pipe")), device="cpu").network
+    units = layers_of(unet)
+    kinds = {type(m).__name__ for m in units}
+    assert {"ResnetBlock2D", "BasicTransformerBlock"} <= kinds
+    assert "Transformer2DModel" not in kinds and not any(k.endswith(("DownBlock2D", "UpBlock2D")) for k in kinds)
+    assert len({id(m) for m in units}) == len(units)
+    every = [m for m in unet.modules() if type(m).__name__ in ("ResnetBlock2D", "BasicTransformerBlock")]
+    assert set(map(id, every)) <= set(map(id, units))
