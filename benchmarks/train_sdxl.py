@@ -35,6 +35,10 @@ recomputation (ADD's R1 double-backward also lands in "recompute"). ``--methods 
 anchor: one plain UNet forward + backward with checkpointing (reference: 391 ms, 14.2 GiB at micro-batch 4,
 1024², H200). Peak bf16 dense: 989.4 TFLOP/s for H100 SXM / H200 (``--peak-tflops`` to override).
 An out-of-memory (or any other failure) of one method is reported in its row and the next method runs.
+The JSON is rewritten after every step (a method's ``status`` is ``running`` until it finishes), so a run killed
+by a time limit keeps the steps it finished. ``--profile`` runs one more step per method under ``torch.profiler``
+(excluded from the timing): kernel time by kind (``addbench.eval.profiling.kernel_kind``), busy time against the
+step time (the difference is the GPU waiting for the host), launch count, top kernels.
 """
 from __future__ import annotations
 

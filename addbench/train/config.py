@@ -26,6 +26,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "grad_checkpointing": False,  # activation checkpointing of every network (teacher and VAE included) ...
     "checkpoint_skip": [],      # ... except these (plug-in network names, "teacher", "vae"): memory traded for speed
     "compile": "none",          # torch.compile: none (= false) | blocks (= true; outermost repeated blocks) | layers
+                                # (innermost, e.g. every ResnetBlock2D) | layers:<Class>,... (only those classes)
     "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
     "grad_clip": 10.0,          # max grad norm per network; 0 = off
     "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>

@@ -115,22 +115,27 @@ def layers_of(model: nn.Module) -> list[nn.Module]:
 COMPILE_UNITS = {"none": None, "false": None, "blocks": blocks_of, "true": blocks_of, "layers": layers_of}
 
 
-def compile_mode(how) -> str:
-    """The engine's ``compile`` setting checked: ``none`` (also false), ``blocks`` (also true) or ``layers``."""
-    key = str(how).strip().lower()
-    if key not in COMPILE_UNITS:
-        raise AddbenchError(f"compile={how!r}; use none, blocks (= true) or layers")
-    return {"false": "none", "true": "blocks"}.get(key, key)
+def compile_mode(how) -> tuple[str, frozenset[str]]:
+    """The engine's ``compile`` setting checked: (``none`` (also false) | ``blocks`` (also true) | ``layers``, the
+    layer class names to keep). ``layers:BasicTransformerBlock,ResnetBlock2D`` keeps only those classes."""
+    key, _, only = str(how).strip().partition(":")
+    key = key.lower()
+    if key not in COMPILE_UNITS or (only and key != "layers"):
+        raise AddbenchError(f"compile={how!r}; use none, blocks (= true), layers or layers:<Class>[,<Class>]")
+    return {"false": "none", "true": "blocks"}.get(key, key), frozenset(c.strip() for c in only.split(",") if c.strip())
 
 
 def compile_units(model: nn.Module, how) -> list[nn.Module]:
     """``torch.compile`` (``Module.compile``, lazy) of ``model``'s units: ``blocks`` the outermost repeated blocks
-    (few large graphs), ``layers`` the innermost ones (small graphs shared by every instance of a layer class:
-    far fewer to compile, since dynamo caches by code, not by module); ``none``: nothing. Returns the units."""
-    how = compile_mode(how)
+    (few large graphs), ``layers`` the innermost ones (small graphs shared by every instance of a layer class,
+    since dynamo caches by code, not by module; ``layers:<Class>,...`` only those classes); ``none``: nothing.
+    A container (the heads' ModuleList) stands for its members. Returns the compiled units."""
+    how, only = compile_mode(how)
     if how == "none":
         return []
-    units = COMPILE_UNITS[how](model) or [model]
+    units = COMPILE_UNITS[how](model) or (list(model) if isinstance(model, nn.ModuleList) else [model])
+    if only:
+        units = [u for u in units if type(u).__name__ in only]
     if how == "layers":  # one layer class meets many shapes and grad modes (teacher, trained copy, frozen copy)
         import torch._dynamo
 

@@ -279,5 +279,9 @@ def test_compile_layers_compiles_the_innermost_blocks_of_every_copy_and_the_teac
     blocks, nb = compiled("true")
     assert all(k.endswith(("DownBlock2D", "UpBlock2D", "MidBlock2DCrossAttn")) for k in blocks["g"]) and nb < n
     assert compiled("false") == ({"teacher": [], "g": [], "fake": []}, 0)
-    with pytest.raises(AddbenchError, match="compile='fastest'; use none, blocks .* or layers"):
+    only, n_only = compiled("layers:ResnetBlock2D")
+    assert only == {"teacher": ["ResnetBlock2D"], "g": ["ResnetBlock2D"], "fake": ["ResnetBlock2D"]} and n_only < n
+    with pytest.raises(AddbenchError, match="compile='fastest'; use none, blocks .* layers or layers:<Class>"):
         compiled("fastest")
+    with pytest.raises(AddbenchError, match="compile='blocks:ResnetBlock2D'"):
+        compiled("blocks:ResnetBlock2D")
