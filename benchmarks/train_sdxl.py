@@ -567,7 +567,7 @@ def md_row(r: dict) -> str:
 
 
 def write_json(path: Path | None, result: dict) -> None:
-    """After every method (atomic): a run killed by a time limit keeps what it measured."""
+    """After every step and method (atomic): a run killed by a time limit keeps what it measured."""
     from addbench.eval.records import atomic_write_json
 
     if path is not None:
