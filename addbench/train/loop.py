@@ -138,7 +138,7 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         pure = [base.network, *[n for n in nets.values() if type(n) is kind], getattr(vae, "decoder", vae)]
         for m in {id(m): m for m in pure if m is not None}.values():
             run_in_own_dtype(m)
-    if cfg["channels_last"]:  # same math, cuDNN's preferred conv layout; set before sharding (FSDP2 keeps strides)
+    if cfg["channels_last"]:  # same math, cuDNN's preferred conv layout; set before compiling and sharding
         for m in [*nets.values(), getattr(base, "network", None), getattr(base, "vae", None)]:
             if m is not None:
                 m.to(memory_format=torch.channels_last)
