@@ -177,18 +177,18 @@ def test_teacher_checkpointing_follows_grad_checkpointing_and_checkpoint_skip(wo
 
 
 def test_channels_last_converts_every_conv_weight_and_trains_the_same(world):
-    """``channels_last=true`` (engine): the plug-in's networks, the teacher and the VAE get NHWC conv weights; the
-    losses match the default layout (same math, another conv algorithm), and it may change on resume."""
+    """``channels_last=true`` (engine): the plug-in's networks and the teacher (and a latent base's VAE) get NHWC
+    conv weights; the losses match the default layout (same math, another conv algorithm); it may change on
+    resume."""
     import json
 
     from addbench.train import loop
     from addbench.train.parallel import init_distributed
     from distillers.dmdx import ADM
 
-    plugin, cfg = _plugin(ADM, world, world["adm"] + ["channels_last=true"])
+    cfg = resolve_config(ADM, world["pipe"], world["adm"] + ["channels_last=true"])
     base = load_base(world["pipe"], device="cpu")
-    plugin = ADM(cfg)
-    state = loop.setup(plugin, base, cfg, init_distributed("cpu"), world["root"] / "cl-setup")
+    state = loop.setup(ADM(cfg), base, cfg, init_distributed("cpu"), world["root"] / "cl-setup")
     convs = [m.weight for n in [*state.nets.values(), base.network] for m in n.modules()
              if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs
