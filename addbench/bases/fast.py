@@ -75,23 +75,11 @@ VARIANT_TOKENS = {"graph": "CUDA graph + channels-last + SDPA (the base of every
 
 
 def parse_inductor(items) -> tuple:
-    """``["KEY=VALUE", ...]`` -> ``((key, value), ...)``; values true/false, integers, floats, else strings."""
-    out = []
-    for item in items or ():
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise AddbenchError(f"inductor setting {item!r}: use KEY=VALUE, e.g. coordinate_descent_tuning=true")
-        low = raw.lower()
-        value = True if low == "true" else False if low == "false" else raw
-        if isinstance(value, str):
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    pass
-        out.append((key, value))
-    return tuple(out)
+    """``["KEY=VALUE", ...]`` -> ``((key, value), ...)``, values parsed as ``--set`` values are
+    (:func:`addbench.config.parse_assignments`: true/false, numbers, else strings)."""
+    from addbench.config import parse_assignments
+
+    return tuple(parse_assignments(list(items or ()), "--inductor").items())
 
 
 def parse_variant(spec: str, compile_mode: str = "default", inductor: tuple = ()) -> FastOptions:

@@ -38,13 +38,14 @@ def kernel_table(prof, top: int = 25, cuda: bool = True) -> dict:
     rows = [e for e in prof.key_averages() if own(e) > 0]
     rows.sort(key=own, reverse=True)
     total = sum(own(e) for e in rows)
+    kinds = [kernel_kind(e.key) for e in rows]
     by_kind: dict[str, float] = {}
-    for e in rows:
-        by_kind[kernel_kind(e.key)] = by_kind.get(kernel_kind(e.key), 0.0) + own(e) / 1e3
+    for e, kind in zip(rows, kinds):
+        by_kind[kind] = by_kind.get(kind, 0.0) + own(e) / 1e3
     return {"kernels": sum(e.count for e in rows), "distinct": len(rows), "busy_ms": total / 1e3,
             "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
-            "top": [{"name": e.key[:120], "kind": kernel_kind(e.key), "calls": e.count, "self_ms": own(e) / 1e3,
-                     "share": own(e) / (total or 1.0)} for e in rows[:top]]}
+            "top": [{"name": e.key[:120], "kind": kind, "calls": e.count, "self_ms": own(e) / 1e3,
+                     "share": own(e) / (total or 1.0)} for e, kind in zip(rows[:top], kinds)]}
 
 
 def profile_kernels(fn, top: int = 25, warmup: int = 1, cuda: bool | None = None) -> dict:
