@@ -172,7 +172,8 @@ def random_weight_base(arch: str = "cogvideox-2b", device=None, dtype=None, seed
                 comps[k] = build_component(s)
     finally:
         torch.set_default_dtype(default)
-    comps["tokenizer"] = build_tiny_t5_tokenizer(Path(tempfile.mkdtemp(prefix="addbench-t5tok-")) / "tokenizer")
+    with tempfile.TemporaryDirectory(prefix="addbench-t5tok-") as tmp:  # the tokenizer lives in memory
+        comps["tokenizer"] = build_tiny_t5_tokenizer(Path(tmp) / "tokenizer")
     comps["scheduler_config"] = dict(SCHEDULER_5B if arch == "cogvideox-5b" else SCHEDULER)
     cls = CogVideoX5BBase if arch == "cogvideox-5b" else CogVideoX2BBase
     return cls(device=device, dtype=dtype, components=comps)

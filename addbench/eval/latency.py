@@ -55,9 +55,9 @@ def random_weight_base(name: str = "sdxl", device=None, dtype=None, seed: int = 
     torch.manual_seed(seed)
     with torch.device(device):
         comps = {k: _build(spec[k]) for k in ("unet", "vae", "text_encoder", "text_encoder_2")}
-    tok_dir = Path(tempfile.mkdtemp(prefix="addbench-tok-"))
-    comps["tokenizer"] = build_clip_tokenizer(tok_dir / "tokenizer")
-    comps["tokenizer_2"] = build_clip_tokenizer(tok_dir / "tokenizer_2", pad_token="!")
+    with tempfile.TemporaryDirectory(prefix="addbench-tok-") as tmp:  # the tokenizers live in memory
+        comps["tokenizer"] = build_clip_tokenizer(Path(tmp) / "tokenizer")
+        comps["tokenizer_2"] = build_clip_tokenizer(Path(tmp) / "tokenizer_2", pad_token="!")
     comps["scheduler_config"] = dict(SDXL_SCHEDULER)
     comps["model_index"] = {"force_zeros_for_empty_prompt": True}
     return BASES.get(name)(device=device, dtype=dtype, components=comps)
