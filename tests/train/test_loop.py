@@ -184,3 +184,30 @@ def test_grad_checkpointing_also_checkpoints_the_frozen_vae_decoder(tmp_path, pr
     with pytest.raises(AddbenchError, match="checkpoint_skip names unet; use d, g, teacher or vae"):
         train(FakeDistiller, FakeBase(), tmp_path / "bad", [prompts, "budget_images=4", "grad_checkpointing=true",
                                                              "checkpoint_skip=unet"], device="cpu")
+
+
+
+def test_adamw_is_fused_where_parameters_allow_and_updates_like_the_loop():
+    import copy
+
+    from addbench.train.loop import adamw
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    ref_net, start = copy.deepcopy(net), copy.deepcopy(net)
+    settings = {"lr": 1e-2, "betas": (0.9, 0.99), "weight_decay": 0.01, "eps": 1e-8}
+    fused = adamw(list(net.parameters()), settings)
+    loop = torch.optim.AdamW(ref_net.parameters(), foreach=False, **settings)
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(32, 8)
+        for n, opt in ((net, fused), (ref_net, loop)):
+            opt.zero_grad()
+            n(x).square().mean().backward()
+            opt.step()
+    for a, b, s in zip(net.parameters(), ref_net.parameters(), start.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert (a - s).abs().max() > 1e-3  # both trained
+
+    on_meta = adamw([torch.nn.Parameter(torch.zeros(3, device="meta"))], settings)
+    assert not on_meta.defaults["fused"]  # no fused kernel there: PyTorch's default implementation
