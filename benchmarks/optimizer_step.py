@@ -1,12 +1,15 @@
-"""Time one AdamW step per PyTorch implementation on a base's network, and how far their updates drift apart.
+"""Time one AdamW step per PyTorch implementation on a base's network, and how far each lands from fp32 training.
 
-    python benchmarks/optimizer_step.py                  # the toy student on the CPU
-    python benchmarks/optimizer_step.py --base sdxl --random-weights --device cuda --dtype bf16
+    python benchmarks/optimizer_step.py                          # the toy student, fp32, on the CPU
+    python benchmarks/optimizer_step.py --dtype bf16 --lr 1e-5   # bf16 weights: plain AdamW vs the engine's masters
+    python benchmarks/optimizer_step.py --base sdxl --random-weights --device cuda --dtype fp32
 
-For each implementation (``for-loop``, ``foreach``, ``fused``; the engine uses ``fused`` where every parameter
-allows it: ``addbench.train.loop.adamw``) it takes ``--steps`` AdamW steps from the same weights with the same
-random gradients (drawn before each step's timing, so only the optimizer is timed) and prints the median step
-time and the largest parameter difference from ``for-loop`` after them.
+For each implementation (``for-loop``, ``foreach``, ``fused``; with non-fp32 weights also ``engine``, what the
+trainer builds: ``addbench.train.optim.optimizer``, fused AdamW over fp32 master weights) it takes ``--steps``
+AdamW steps from the same weights with the same random gradients (drawn before each step's timing, so only the
+optimizer is timed) and prints the median step time, the largest difference of the weights it carries (``engine``:
+the fp32 masters, which the network holds rounded) from the per-tensor loop run in fp32 from the same start, and
+the fraction of the network's weight entries that moved at all.
 """
 from __future__ import annotations
 
@@ -22,6 +25,14 @@ import torch
 IMPLS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
+def make_optimizer(impl: str, params: list, lr: float):
+    if impl == "engine":  # what the trainer builds: fused AdamW, over fp32 masters for non-fp32 weights
+        from addbench.train.optim import optimizer
+
+        return optimizer(params, {"lr": lr})
+    return torch.optim.AdamW(params, lr=lr, **IMPLS[impl])
+
+
 def network(base: str, random_weights: bool, device: str, dtype: str | None) -> torch.nn.Module:
     from addbench.registry import BASES
 
@@ -32,15 +43,19 @@ def network(base: str, random_weights: bool, device: str, dtype: str | None) -> 
     return BASES.get(base)(device=device, dtype=dtype).network
 
 
-def time_impl(weights: list[torch.Tensor], steps: int, kw: dict, lr: float) -> tuple[float, list]:
+def run_impl(impl: str, weights: list[torch.Tensor], steps: int, lr: float,
+             grad_dtype: torch.dtype | None = None) -> tuple[float, list, list]:
+    """Median ms of ``steps`` AdamW steps (the first untimed), the network's final weights and the ones the
+    optimizer carries (``engine``: the fp32 masters; else the same); gradient ``k`` is the same for every
+    implementation (drawn in fp32 from seed ``k``, rounded to ``grad_dtype``, given in the weights' dtype)."""
     params = [w.clone().requires_grad_() for w in weights]
-    opt = torch.optim.AdamW(params, lr=lr, **kw)
+    opt = make_optimizer(impl, params, lr)
     cuda = params[0].is_cuda
     times = []
     for step in range(steps):
-        gen = torch.Generator(device=params[0].device).manual_seed(step)  # the same gradients for every impl
+        gen = torch.Generator(device=params[0].device).manual_seed(step)
         for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype)
+            p.grad = torch.randn(p.shape, generator=gen, device=p.device).to(grad_dtype or p.dtype).to(p.dtype)
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -48,7 +63,9 @@ def time_impl(weights: list[torch.Tensor], steps: int, kw: dict, lr: float) -> t
         if cuda:
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[1:] if len(times) > 1 else times), [p.detach() for p in params]
+    carried = getattr(opt, "masters", params)
+    return (statistics.median(times[1:] if len(times) > 1 else times), [p.detach() for p in params],
+            [m.detach() for m in carried])
 
 
 def main(argv=None) -> int:
@@ -67,15 +84,20 @@ def main(argv=None) -> int:
     net = network(a.base, a.random_weights, a.device, a.dtype)
     weights = [p.detach().clone() for p in net.parameters()]
     del net
-    rows, ref = [], None
-    for name, kw in IMPLS.items():
-        ms, final = time_impl(weights, a.steps, kw, a.lr)
-        if ref is None:
-            ref = final
-        drift = max(float((f.float() - r.float()).abs().max()) for f, r in zip(final, ref))
-        rows.append({"impl": name, "step_ms": round(ms, 2), "max_abs_diff_vs_for_loop": drift})
-        print(f"{name:9s} {ms:9.2f} ms/step   max |param - for-loop| after {a.steps} steps: {drift:.3g}", flush=True)
+    # reference: the per-tensor loop in fp32 from the same start and gradients (bf16 weights: fp32 training)
+    _, ref, _ = run_impl("for-loop", [w.float() for w in weights], a.steps, a.lr, grad_dtype=weights[0].dtype)
+    impls = [*IMPLS] + (["engine"] if weights[0].dtype != torch.float32 else [])
+    rows = []
+    for name in impls:
+        ms, final, carried = run_impl(name, weights, a.steps, a.lr)
+        drift = max(float((c.float() - r).abs().max()) for c, r in zip(carried, ref))
+        moved = sum(int((f != w).sum()) for f, w in zip(final, weights)) / sum(w.numel() for w in weights)
+        rows.append({"impl": name, "step_ms": round(ms, 2), "max_abs_diff_vs_fp32_loop": drift,
+                     "moved_fraction": round(moved, 4)})
+        print(f"{name:9s} {ms:9.2f} ms/step   after {a.steps} steps: max |param - fp32 loop| {drift:.3g}, "
+              f"entries moved {moved:.1%}", flush=True)
     result = {"base": a.base, "random_weights": a.random_weights, "device": a.device, "dtype": str(weights[0].dtype),
+              "lr": a.lr,
               "tensors": len(weights), "params_m": round(sum(w.numel() for w in weights) / 1e6, 2),
               "threads": torch.get_num_threads(), "steps": a.steps, "torch": torch.__version__, "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))

@@ -33,17 +33,18 @@ def clean_key(k: str) -> str:
 # ---- EMA ------------------------------------------------------------------------------------------
 
 class EMA:
-    """Exponential moving average of a network's parameters (works on FSDP2-sharded parameters)."""
+    """Exponential moving average of a network's parameters (works on FSDP2-sharded parameters). The shadows are
+    fp32 whatever the network's dtype: a bf16 shadow would not move by (1 - decay) x a small difference."""
 
     def __init__(self, net: nn.Module, decay: float):
         self.decay = decay
         self.params = [(clean_key(n), p) for n, p in net.named_parameters()]
-        self.shadow = {n: p.detach().clone() for n, p in self.params}
+        self.shadow = {n: p.detach().float().clone() for n, p in self.params}
 
     @torch.no_grad()
     def update(self) -> None:
-        for n, p in self.params:
-            self.shadow[n].lerp_(p.detach(), 1 - self.decay)
+        shadows = [self.shadow[n] for n, _ in self.params]
+        torch._foreach_lerp_(shadows, [p.detach().float() for _, p in self.params], 1 - self.decay)
 
     def full_state(self) -> dict[str, torch.Tensor]:
         return {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu().clone()

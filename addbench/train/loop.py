@@ -21,6 +21,7 @@ from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDe
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
 from addbench.train.config import checkpointed, config_hash
 from addbench.train.data import TrainData
+from addbench.train.optim import needs_master_weights, optimizer
 from addbench.train.parallel import (DistContext, compile_units, enable_activation_checkpointing, is_sharded,
                                      mean_over_ranks, parallelize)
 from addbench.train.plugin import Distiller, Turn, check_plugin
@@ -154,8 +155,13 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         # 4, its activations alone overflow 141 GB; checkpointing it costs one more decoder forward per backward
         enable_activation_checkpointing(vae)
     trained = {n for t in distiller.turns for n in t.networks}
-    opts = {name: adamw([p for p in nets[name].parameters() if p.requires_grad], distiller.optimizer_settings(name, cfg))
-            for name in sorted(trained)}
+    opts = {}
+    for name in sorted(trained):
+        params = [p for p in nets[name].parameters() if p.requires_grad]
+        if is_sharded(nets[name]) and needs_master_weights(params):
+            raise AddbenchError(f"{name} is sharded with bf16/fp16 weights, whose small AdamW steps round away; under "
+                                "FSDP2 train from fp32 weights (base_dtype=fp32): autocast computes in bf16")
+        opts[name] = optimizer(params, distiller.optimizer_settings(name, cfg))
     ema = EMA(nets[distiller.student_network], float(cfg["ema"])) if float(cfg["ema"]) > 0 else None
     state = LoopState(0, 0, int(cfg["budget_images"]), Path(run_dir), distiller, cfg, ctx, nets, opts, ema)
     last = latest_state(run_dir)
@@ -163,14 +169,6 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         meta = load_state(last, nets=nets, opts=opts, ema=ema, ctx=ctx)
         state.step, state.images_seen = meta["step"], meta["images_seen"]
     return state
-
-
-def adamw(params: list[torch.Tensor], settings: dict) -> torch.optim.AdamW:
-    """AdamW with PyTorch's fused kernel where every parameter allows it (floating point, on the CPU or a CUDA
-    GPU; FSDP2's DTensors too): the same update as the per-tensor loop up to rounding, in a few kernels instead of
-    one per tensor and step (benchmarks/optimizer_step.py). Elsewhere PyTorch's default implementation."""
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.AdamW(params, **settings, **({"fused": True} if fused else {}))
 
 
 def warmup_(opt: torch.optim.Optimizer, images_seen: int, warmup_images: int) -> None:

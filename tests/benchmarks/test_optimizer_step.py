@@ -1,4 +1,4 @@
-"""benchmarks/optimizer_step.py: AdamW implementations timed on a base's network, with their drift."""
+"""benchmarks/optimizer_step.py: AdamW implementations timed on a base's network, against fp32 training."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,17 @@ def test_times_each_adamw_implementation_from_the_same_start(load_benchmark, tmp
     assert res["base"] == "toy" and res["tensors"] > 100 and res["params_m"] > 1
     rows = {r["impl"]: r for r in res["rows"]}
     assert list(rows) == ["for-loop", "foreach", "fused"] and all(r["step_ms"] > 0 for r in rows.values())
-    assert rows["for-loop"]["max_abs_diff_vs_for_loop"] == 0
+    assert rows["for-loop"]["max_abs_diff_vs_fp32_loop"] == 0 and rows["fused"]["moved_fraction"] == 1.0
     # same gradients, same update up to rounding: two steps of lr 1e-4 move a weight by about 2e-4
-    assert rows["fused"]["max_abs_diff_vs_for_loop"] < 1e-6
+    assert rows["fused"]["max_abs_diff_vs_fp32_loop"] < 1e-6
+
+
+def test_bf16_weights_lose_small_steps_unless_the_engine_keeps_masters(load_benchmark, tmp_path):
+    bench = load_benchmark("optimizer_step")
+    out = tmp_path / "opt.json"
+    assert bench.main(["--steps", "3", "--threads", "1", "--dtype", "bf16", "--lr", "1e-5", "--out", str(out)]) == 0
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["for-loop", "foreach", "fused", "engine"]
+    assert rows["fused"]["moved_fraction"] < 0.5 and rows["fused"]["max_abs_diff_vs_fp32_loop"] > 1e-5
+    assert rows["engine"]["max_abs_diff_vs_fp32_loop"] < 1e-7  # its fp32 masters follow fp32 training
+    assert rows["engine"]["moved_fraction"] > rows["fused"]["moved_fraction"]

@@ -212,7 +212,7 @@ def test_bf16_pure_runs_the_base_networks_without_autocast(world):
     """``precision=bf16-pure``: under the loss's bf16 autocast the teacher and the trained copies run with autocast
     off inside them (on a GPU, autocast would run their norms in fp32: the casts this mode removes; the CPU's autocast
     keeps norms in bf16, so the test watches the autocast state itself), the discriminator heads with it on; ADM
-    trains; fp32 networks are refused in one line."""
+    trains (its bf16 copies through fp32 master weights); fp32 networks are refused in one line."""
     import json
 
     from addbench.train import loop
@@ -245,6 +245,9 @@ def test_bf16_pure_runs_the_base_networks_without_autocast(world):
           device="cpu")
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert all(torch.isfinite(torch.tensor(rec[k])) for k in ("fake/loss", "g/loss", "d/loss"))
+    optim = torch.load(sorted((run / "state").glob("step_*"))[-1] / "optim.pt", weights_only=False)
+    for name in ("g", "fake"):  # bf16 copies train through fp32 master weights, saved with the optimizer state
+        assert optim[name]["masters"] and all(m.dtype == torch.float32 for m in optim[name]["masters"].values())
     with pytest.raises(AddbenchError, match="precision=bf16-pure .* float32 weights: add base_dtype=bf16"):
         train("dmdx.adm", world["pipe"], world["root"] / "pure-fp32", world["adm"] + ["precision=bf16-pure"],
               device="cpu")

@@ -1,0 +1,103 @@
+"""addbench/train/optim.py: fused AdamW, and fp32 master weights for networks trained in bf16."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from addbench.train.checkpoint import EMA
+from addbench.train.optim import MasterAdamW, adamw, optimizer
+
+SETTINGS = {"lr": 1e-5, "betas": (0.9, 0.99), "weight_decay": 0.01, "eps": 1e-8}
+
+
+def test_adamw_is_fused_where_parameters_allow_and_updates_like_the_loop():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    ref_net, start = copy.deepcopy(net), copy.deepcopy(net)
+    settings = {**SETTINGS, "lr": 1e-2}
+    fused = adamw(list(net.parameters()), settings)
+    loop = torch.optim.AdamW(ref_net.parameters(), foreach=False, **settings)
+    assert fused.defaults["fused"] is True and not loop.defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(32, 8)
+        for n, opt in ((net, fused), (ref_net, loop)):
+            opt.zero_grad()
+            n(x).square().mean().backward()
+            opt.step()
+    for a, b, s in zip(net.parameters(), ref_net.parameters(), start.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert (a - s).abs().max() > 1e-3  # both trained
+
+    on_meta = adamw([torch.nn.Parameter(torch.zeros(3, device="meta"))], settings)
+    assert not on_meta.defaults["fused"]  # no fused kernel there: PyTorch's default implementation
+
+
+def _weights(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(64, 64, generator=g) * 0.03, torch.randn(64, generator=g) * 0.03]
+
+
+def _grads(step, like):  # bf16-representable, so the bf16 network and the fp32 reference see the same gradients
+    g = torch.Generator().manual_seed(1000 + step)
+    return [torch.randn(w.shape, generator=g).bfloat16() for w in like]
+
+
+def _train(opt, params, steps, start=0):
+    for k in range(start, start + steps):
+        opt.zero_grad(set_to_none=True)
+        for p, gr in zip(params, _grads(k, params)):
+            p.grad = gr.to(p.dtype)
+        opt.step()
+
+
+def test_bf16_weights_keep_small_steps_through_fp32_masters():
+    ref = [torch.nn.Parameter(w.bfloat16().float()) for w in _weights()]  # fp32 from the same start
+    _train(torch.optim.AdamW(ref, foreach=False, **SETTINGS), ref, 10)
+
+    plain = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    _train(adamw(plain, SETTINGS), plain, 10)
+    moved = [(p != w.bfloat16()).float().mean().item() for p, w in zip(plain, _weights())]
+    assert max(moved) < 0.3  # the problem: most lr=1e-5 steps round away in bf16 weights
+
+    low = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    opt = optimizer(low, SETTINGS)
+    assert isinstance(opt, MasterAdamW) and all(m.dtype == torch.float32 for m in opt.masters)
+    _train(opt, low, 10)
+    for p, m, r in zip(low, opt.masters, ref):
+        torch.testing.assert_close(m, r.detach(), rtol=0, atol=1e-7)  # the fp32 trajectory
+        assert torch.equal(p, r.detach().bfloat16()) and p.grad is None  # the network holds it, rounded
+    assert all(s["exp_avg"].dtype == torch.float32 for s in opt.opt.state.values())
+    assert isinstance(optimizer([torch.nn.Parameter(torch.zeros(3))], SETTINGS), torch.optim.AdamW)
+
+
+def test_master_weights_resume_unrounded():
+    whole = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    opt = optimizer(whole, SETTINGS)
+    _train(opt, whole, 8)
+
+    first = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    opt1 = optimizer(first, SETTINGS)
+    _train(opt1, first, 4)
+    saved = copy.deepcopy(opt1.state_dict())
+    second = [torch.nn.Parameter(p.detach().clone()) for p in first]  # what networks.safetensors holds: rounded
+    opt2 = optimizer(second, SETTINGS)
+    opt2.load_state_dict(saved)
+    _train(opt2, second, 4, start=4)
+    for a, b, ma, mb in zip(whole, second, opt.masters, opt2.masters):
+        assert torch.equal(ma, mb) and torch.equal(a, b)
+
+
+def test_ema_of_a_bf16_network_moves_in_fp32():
+    net = torch.nn.Linear(16, 16).bfloat16()
+    ema = EMA(net, decay=0.999)
+    start = {n: t.clone() for n, t in ema.shadow.items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01)
+    moved = {n: p.detach().float() - start[n] for n, p in net.named_parameters()}  # 0.01, rounded in bf16
+    for _ in range(3):
+        ema.update()
+    for n, t in ema.shadow.items():
+        assert t.dtype == torch.float32
+        torch.testing.assert_close(t - start[n], moved[n] * (1 - 0.999 ** 3), rtol=1e-3, atol=1e-9)
