@@ -80,7 +80,9 @@ class MasterAdamW:
             self.params[i].copy_(self.masters[i])
 
 
-def optimizer(params: list[torch.Tensor], settings: dict):
-    """What the engine trains a network with: :class:`MasterAdamW` when some parameter is bf16 / fp16, else
-    :func:`adamw`."""
-    return MasterAdamW(params, settings) if needs_master_weights(params) else adamw(params, settings)
+def optimizer(params: list[torch.Tensor], settings: dict, master_weights: bool = True):
+    """What the engine trains a network with: :class:`MasterAdamW` when some parameter is bf16 / fp16 (unless
+    ``master_weights`` is off: then AdamW updates them in place), else :func:`adamw`."""
+    if master_weights and needs_master_weights(params):
+        return MasterAdamW(params, settings)
+    return adamw(params, settings)

@@ -204,7 +204,13 @@ def test_a_bf16_network_trains_through_fp32_masters_and_fsdp2_refuses_it(tmp_pat
     # two lr=1e-5 steps moved every master by about 2e-5: mostly below a bf16 weight's spacing, kept in fp32
     assert all(0 < (m - s).abs().max() < 1e-4 for m, s in zip(masters.values(), start))
 
+    plain = tmp_path / "bf16-plain"  # master_weights=false: AdamW on the bf16 weights themselves (old behaviour)
+    train(FakeDistiller, bf16_base(), plain, [prompts, "budget_images=8", "lambda_adv=0", "lr_g=1e-5",
+                                              "precision=bf16", "master_weights=false"], device="cpu")
+    optim = torch.load(sorted((plain / "state").glob("step_*"))[-1] / "optim.pt", weights_only=False)
+    assert "masters" not in optim["g"] and optim["g"]["state"][0]["exp_avg"].dtype == torch.bfloat16
+
     monkeypatch.setattr(loop, "is_sharded", lambda net: True)
-    with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32"):
+    with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights=false"):
         train(FakeDistiller, bf16_base(), tmp_path / "sharded", [prompts, "budget_images=8", "precision=bf16"],
               device="cpu")
