@@ -18,8 +18,8 @@ hub dir. DMD has no sdxl preset: its sd15 preset is used (``preset_from`` in the
 
 The base is built once (``addbench.eval.latency.random_weight_base``: architectures.json, bf16 on the GPU),
 so every trainable copy is bf16 like the teacher; the engine trains them through fp32 master weights and fp32
-AdamW moments (``master_weights=true``, its default since 2026-12-02; the runs before that date updated the bf16
-weights in place with bf16 moments, which ``--set master_weights=false`` reproduces).
+AdamW moments (``master_weights=on``, its default since 2026-12-02; the runs before that date updated the bf16
+weights in place with bf16 moments, which ``--set master_weights=off`` reproduces).
 
 Timing: one step = every turn call of one loop step; each call is timed from the engine asking for its
 batch to the next call's request (so data loading, forward, backward, clipping and the optimiser step of

@@ -28,8 +28,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "compile": "none",          # torch.compile: none (= false) | blocks (= true; outermost repeated blocks) | layers
                                 # (innermost, e.g. every ResnetBlock2D) | layers:<Class>,... (only those classes)
     "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
-    "master_weights": True,     # fp32 master copies (and fp32 AdamW moments) for bf16/fp16 trained weights; false
-                                # updates them in place (half the optimizer memory, but lr <= 1e-5 steps round away)
+    "master_weights": "on",     # bf16/fp16 trained weights: on = fp32 master copies and fp32 AdamW moments beside
+                                # them | cpu = the same in host memory, stepped there | off = AdamW on the bf16
+                                # weights in place (half the optimizer memory, but lr <= 1e-5 steps round away)
     "grad_clip": 10.0,          # max grad norm per network; 0 = off
     "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>
     "betas": [0.0, 0.99],

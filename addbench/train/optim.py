@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from addbench.errors import AddbenchError
+
 
 def adamw(params: list[torch.Tensor], settings: dict) -> torch.optim.AdamW:
     """AdamW with PyTorch's fused kernel where every parameter allows it (floating point, on the CPU or a CUDA
@@ -33,12 +35,16 @@ class MasterAdamW:
     ``step()`` moves each low-precision gradient into its master as fp32, steps AdamW on the masters (fp32
     moments) and copies the masters, rounded, back into the network. ``state_dict`` carries the masters, so a
     resumed run continues from the unrounded weights. Memory: 4 bytes per low-precision parameter more, and the
-    AdamW moments are fp32 (as with fp32 weights)."""
+    AdamW moments are fp32 (as with fp32 weights). ``device="cpu"`` keeps the masters and their moments in host
+    memory and steps them there (the GPU then holds only the low-precision weights and gradients); each step
+    moves the gradients to the host and the rounded weights back."""
 
-    def __init__(self, params: list[torch.Tensor], settings: dict):
+    def __init__(self, params: list[torch.Tensor], settings: dict, device: str | torch.device | None = None):
         self.params = list(params)
-        self.masters = [p.detach().float().requires_grad_() if p.dtype in LOW_PRECISION else p for p in self.params]
+        self.masters = [p.detach().to(device or p.device, torch.float32, copy=True).requires_grad_()
+                        if p.dtype in LOW_PRECISION else p for p in self.params]
         self.low = [i for i, (p, m) in enumerate(zip(self.params, self.masters)) if m is not p]
+        self.same_device = all(self.params[i].device == self.masters[i].device for i in self.low)
         self.opt = adamw(self.masters, settings)
 
     @property
@@ -58,11 +64,14 @@ class MasterAdamW:
     def step(self) -> None:
         for i in self.low:
             p, m = self.params[i], self.masters[i]
-            m.grad = None if p.grad is None else p.grad.float()
+            m.grad = None if p.grad is None else p.grad.to(m.device, torch.float32)
             p.grad = None
         self.opt.step()
-        if self.low:
+        if self.low and self.same_device:
             torch._foreach_copy_([self.params[i] for i in self.low], [self.masters[i] for i in self.low])
+        else:  # rounded on the host, so half the bytes cross to the device
+            for i in self.low:
+                self.params[i].copy_(self.masters[i].to(self.params[i].dtype))
 
     def state_dict(self) -> dict:
         return {"adamw": self.opt.state_dict(), "masters": {i: self.masters[i].detach().clone() for i in self.low}}
@@ -80,9 +89,23 @@ class MasterAdamW:
             self.params[i].copy_(self.masters[i])
 
 
-def optimizer(params: list[torch.Tensor], settings: dict, master_weights: bool = True):
-    """What the engine trains a network with: :class:`MasterAdamW` when some parameter is bf16 / fp16 (unless
-    ``master_weights`` is off: then AdamW updates them in place), else :func:`adamw`."""
-    if master_weights and needs_master_weights(params):
-        return MasterAdamW(params, settings)
+MASTER_WEIGHTS = {"on": "on", "true": "on", "cpu": "cpu", "off": "off", "false": "off"}
+
+
+def master_mode(value) -> str:
+    """``master_weights`` checked: ``on`` (fp32 masters beside the weights), ``cpu`` (in host memory) or ``off``."""
+    mode = MASTER_WEIGHTS.get(str(value).strip().lower())
+    if mode is None:
+        raise AddbenchError(f"master_weights={value!r}; use on (fp32 masters beside the weights), cpu (in host "
+                            "memory) or off (AdamW on the bf16 weights in place)")
+    return mode
+
+
+def optimizer(params: list[torch.Tensor], settings: dict, master_weights: str = "on"):
+    """What the engine trains a network with: :class:`MasterAdamW` when some parameter is bf16 / fp16, its masters
+    on the parameters' device (``master_weights=on``) or in host memory (``cpu``); AdamW on the weights
+    themselves when ``master_weights`` is ``off`` or every parameter is fp32 (:func:`adamw`)."""
+    mode = master_mode(master_weights)
+    if mode != "off" and needs_master_weights(params):
+        return MasterAdamW(params, settings, device="cpu" if mode == "cpu" else None)
     return adamw(params, settings)

@@ -204,13 +204,21 @@ def test_a_bf16_network_trains_through_fp32_masters_and_fsdp2_refuses_it(tmp_pat
     # two lr=1e-5 steps moved every master by about 2e-5: mostly below a bf16 weight's spacing, kept in fp32
     assert all(0 < (m - s).abs().max() < 1e-4 for m, s in zip(masters.values(), start))
 
-    plain = tmp_path / "bf16-plain"  # master_weights=false: AdamW on the bf16 weights themselves (old behaviour)
+    plain = tmp_path / "bf16-plain"  # master_weights=off: AdamW on the bf16 weights themselves (old behaviour)
     train(FakeDistiller, bf16_base(), plain, [prompts, "budget_images=8", "lambda_adv=0", "lr_g=1e-5",
-                                              "precision=bf16", "master_weights=false"], device="cpu")
+                                              "precision=bf16", "master_weights=off"], device="cpu")
     optim = torch.load(sorted((plain / "state").glob("step_*"))[-1] / "optim.pt", weights_only=False)
     assert "masters" not in optim["g"] and optim["g"]["state"][0]["exp_avg"].dtype == torch.bfloat16
 
+    host = tmp_path / "bf16-host"  # master_weights=cpu: the same masters, kept in host memory (the CPU here)
+    train(FakeDistiller, bf16_base(), host, [prompts, "budget_images=8", "lambda_adv=0", "lr_g=1e-5",
+                                             "precision=bf16", "master_weights=cpu"], device="cpu")
+    assert [r["g/loss"] for r in _records(host)] == [r["g/loss"] for r in _records(run)]
+    with pytest.raises(AddbenchError, match="master_weights='gpu'; use on .*, cpu .* or off"):
+        train(FakeDistiller, bf16_base(), tmp_path / "bad", [prompts, "budget_images=8", "master_weights=gpu"],
+              device="cpu")
+
     monkeypatch.setattr(loop, "is_sharded", lambda net: True)
-    with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights=false"):
+    with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights="):
         train(FakeDistiller, bf16_base(), tmp_path / "sharded", [prompts, "budget_images=8", "precision=bf16"],
               device="cpu")

@@ -71,6 +71,19 @@ def test_bf16_weights_keep_small_steps_through_fp32_masters():
     assert isinstance(optimizer([torch.nn.Parameter(torch.zeros(3))], SETTINGS), torch.optim.AdamW)
 
 
+def test_host_masters_round_on_the_host_and_match_device_masters():
+    on_device = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    opt = optimizer(on_device, SETTINGS)
+    _train(opt, on_device, 5)
+    on_host = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
+    host = optimizer(on_host, SETTINGS, master_weights="cpu")
+    assert all(m.device.type == "cpu" and m.dtype == torch.float32 for m in host.masters)
+    host.same_device = False  # what a GPU network with host masters takes: cast on the host, then copy per tensor
+    _train(host, on_host, 5)
+    for a, b, ma, mb in zip(on_device, on_host, opt.masters, host.masters):
+        assert torch.equal(ma, mb) and torch.equal(a, b)
+
+
 def test_master_weights_resume_unrounded():
     whole = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
     opt = optimizer(whole, SETTINGS)
