@@ -57,8 +57,12 @@ def load_base(base, cfg: dict, device: torch.device):
 
 
 def _check_or_write_config(run_dir: Path, cfg: dict, is_main: bool) -> None:
+    """A run that saved a state keeps its config (resumes must match it); one that never did (it failed in setup,
+    e.g. on a bad value) has nothing to protect and takes the new one."""
+    from addbench.train.checkpoint import latest_state
+
     path = run_dir / "config.json"
-    if path.exists():
+    if path.exists() and latest_state(run_dir) is not None:
         diff = config_diff(json.loads(path.read_text()), cfg)
         if diff:
             raise AddbenchError(f"{run_dir} holds a run with another config ({'; '.join(diff[:3])}); "

@@ -217,6 +217,10 @@ def test_a_bf16_network_trains_through_fp32_masters_and_fsdp2_refuses_it(tmp_pat
     with pytest.raises(AddbenchError, match="master_weights='gpu'; use on .*, cpu .* or off"):
         train(FakeDistiller, bf16_base(), tmp_path / "bad", [prompts, "budget_images=8", "master_weights=gpu"],
               device="cpu")
+    # that run saved no state, so the corrected command may use the same folder
+    train(FakeDistiller, bf16_base(), tmp_path / "bad", [prompts, "budget_images=8", "master_weights=cpu",
+                                                         "precision=bf16"], device="cpu")
+    assert json.loads((tmp_path / "bad" / "config.json").read_text())["master_weights"] == "cpu"
 
     monkeypatch.setattr(loop, "is_sharded", lambda net: True)
     with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights="):
