@@ -43,8 +43,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self) -> None:
-        shadows = [self.shadow[n] for n, _ in self.params]
-        torch._foreach_lerp_(shadows, [p.detach().float() for _, p in self.params], 1 - self.decay)
+        pairs = [(self.shadow[n], p.detach()) for n, p in self.params]
+        for i in range(0, len(pairs), 64):  # a bf16 network's fp32 copies 64 tensors at a time, not all at once
+            chunk = pairs[i:i + 64]
+            torch._foreach_lerp_([s for s, _ in chunk], [p.float() for _, p in chunk], 1 - self.decay)
 
     def full_state(self) -> dict[str, torch.Tensor]:
         return {n: (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().cpu().clone()

@@ -102,7 +102,7 @@ def test_master_weights_resume_unrounded():
 
 
 def test_ema_of_a_bf16_network_moves_in_fp32():
-    net = torch.nn.Linear(16, 16).bfloat16()
+    net = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(40)]).bfloat16()  # 80 tensors: two chunks
     ema = EMA(net, decay=0.999)
     start = {n: t.clone() for n, t in ema.shadow.items()}
     with torch.no_grad():
