@@ -21,7 +21,7 @@ from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDe
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
 from addbench.train.config import checkpointed, config_hash
 from addbench.train.data import TrainData
-from addbench.train.optim import master_mode, needs_master_weights, optimizer
+from addbench.train.optim import MasterAdamW, optimizer
 from addbench.train.parallel import (DistContext, compile_units, enable_activation_checkpointing, is_sharded,
                                      mean_over_ranks, parallelize)
 from addbench.train.plugin import Distiller, Turn, check_plugin
@@ -155,14 +155,13 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         # 4, its activations alone overflow 141 GB; checkpointing it costs one more decoder forward per backward
         enable_activation_checkpointing(vae)
     trained = {n for t in distiller.turns for n in t.networks}
-    opts = {}
-    for name in sorted(trained):
-        params = [p for p in nets[name].parameters() if p.requires_grad]
-        if master_mode(cfg["master_weights"]) != "off" and is_sharded(nets[name]) and needs_master_weights(params):
+    opts = {name: optimizer([p for p in nets[name].parameters() if p.requires_grad],
+                            distiller.optimizer_settings(name, cfg), cfg["master_weights"]) for name in sorted(trained)}
+    for name, opt in opts.items():
+        if isinstance(opt, MasterAdamW) and is_sharded(nets[name]):
             raise AddbenchError(f"{name} is sharded with bf16/fp16 weights, whose small AdamW steps round away; under "
                                 "FSDP2 train from fp32 weights (base_dtype=fp32; autocast computes in bf16) or set "
                                 "master_weights=off")
-        opts[name] = optimizer(params, distiller.optimizer_settings(name, cfg), cfg["master_weights"])
     ema = EMA(nets[distiller.student_network], float(cfg["ema"])) if float(cfg["ema"]) > 0 else None
     state = LoopState(0, 0, int(cfg["budget_images"]), Path(run_dir), distiller, cfg, ctx, nets, opts, ema)
     last = latest_state(run_dir)
