@@ -30,7 +30,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
     "master_weights": "on",     # bf16/fp16 trained weights: on = fp32 master copies and fp32 AdamW moments beside
                                 # them | cpu = the same in host memory, stepped there | off = AdamW on the bf16
-                                # weights in place (half the optimizer memory, but lr <= 1e-5 steps round away)
+                                # weights in place (half the optimizer memory, but lr <= 1e-5 steps round away);
+                                # per network: +master_weights_<name>=cpu (e.g. the fake score's on the host only)
     "grad_clip": 10.0,          # max grad norm per network; 0 = off
     "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>
     "betas": [0.0, 0.99],
@@ -165,6 +166,11 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         except ValueError as exc:
             raise AddbenchError(f"bad value for {key}: {exc}") from None
     return out
+
+
+def per_network(cfg, key: str, name: str):
+    """``<key>_<name>`` where the config has it (e.g. ``lr_fake``, ``master_weights_fake``), else ``<key>``."""
+    return cfg.get(f"{key}_{name}", cfg[key])
 
 
 def checkpointed(cfg, name: str) -> bool:

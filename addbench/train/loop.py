@@ -19,7 +19,7 @@ from addbench.errors import AddbenchError
 from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDetector, ProgressBar, SampleGrid,
                                       TensorBoardLogger, TrainingStopped, WandbLogger)
 from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
-from addbench.train.config import checkpointed, config_hash
+from addbench.train.config import checkpointed, config_hash, per_network
 from addbench.train.data import TrainData
 from addbench.train.optim import MasterAdamW, optimizer
 from addbench.train.parallel import (DistContext, compile_units, enable_activation_checkpointing, is_sharded,
@@ -155,8 +155,13 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         # 4, its activations alone overflow 141 GB; checkpointing it costs one more decoder forward per backward
         enable_activation_checkpointing(vae)
     trained = {n for t in distiller.turns for n in t.networks}
+    unknown = sorted(k for k in cfg if k.startswith("master_weights_") and k[len("master_weights_"):] not in trained)
+    if unknown:
+        raise AddbenchError(f"{', '.join(unknown)} names no trained network; use master_weights_<name> with "
+                            f"{', '.join(sorted(trained))}")
     opts = {name: optimizer([p for p in nets[name].parameters() if p.requires_grad],
-                            distiller.optimizer_settings(name, cfg), cfg["master_weights"]) for name in sorted(trained)}
+                            distiller.optimizer_settings(name, cfg), per_network(cfg, "master_weights", name))
+            for name in sorted(trained)}
     for name, opt in opts.items():
         if isinstance(opt, MasterAdamW) and is_sharded(nets[name]):
             raise AddbenchError(f"{name} is sharded with bf16/fp16 weights, whose small AdamW steps round away; under "

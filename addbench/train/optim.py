@@ -28,23 +28,42 @@ def needs_master_weights(params: list[torch.Tensor]) -> bool:
     return any(p.dtype in LOW_PRECISION for p in params)
 
 
+CHUNK_BYTES = 1 << 30  # fp32 gradients made at once by MasterAdamW.step (a whole SDXL UNet's would be 9.6 GiB)
+
+
+def _chunks(indices: list[int], sizes: list[int], limit: int) -> list[list[int]]:
+    """``indices`` in order, cut into runs whose ``sizes`` add up to at most ``limit`` (a larger one alone)."""
+    out, run, total = [], [], 0
+    for i, size in zip(indices, sizes):
+        if run and total + size > limit:
+            out.append(run)
+            run, total = [], 0
+        run.append(i)
+        total += size
+    return out + [run] if run else out
+
+
 class MasterAdamW:
     """:func:`adamw` over fp32 master copies of the bf16 / fp16 ones among ``params`` (the others are their own
     master). Used like an optimiser by the loop: ``zero_grad``, ``step``, ``param_groups``, ``state_dict``.
 
     ``step()`` moves each low-precision gradient into its master as fp32, steps AdamW on the masters (fp32
-    moments) and copies the masters, rounded, back into the network. ``state_dict`` carries the masters, so a
+    moments) and copies the masters, rounded, back into the network, ``chunk_bytes`` of fp32 gradients at a time
+    (so the step's transient is one chunk, not 4 bytes per parameter). ``state_dict`` carries the masters, so a
     resumed run continues from the unrounded weights. Memory: 4 bytes per low-precision parameter more, and the
     AdamW moments are fp32 (as with fp32 weights). ``device="cpu"`` keeps the masters and their moments in host
     memory and steps them there (the GPU then holds only the low-precision weights and gradients); each step
     moves the gradients to the host and the rounded weights back."""
 
-    def __init__(self, params: list[torch.Tensor], settings: dict, device: str | torch.device | None = None):
+    def __init__(self, params: list[torch.Tensor], settings: dict, device: str | torch.device | None = None,
+                 chunk_bytes: int = CHUNK_BYTES):
         self.params = list(params)
         self.masters = [p.detach().to(device or p.device, torch.float32, copy=True).requires_grad_()
                         if p.dtype in LOW_PRECISION else p for p in self.params]
         self.low = [i for i, (p, m) in enumerate(zip(self.params, self.masters)) if m is not p]
         self.same_device = all(self.params[i].device == self.masters[i].device for i in self.low)
+        self.chunks = _chunks(self.low, [self.params[i].numel() * 4 for i in self.low], chunk_bytes)
+        self.low_set = set(self.low)
         self.opt = adamw(self.masters, settings)
 
     @property
@@ -62,15 +81,32 @@ class MasterAdamW:
 
     @torch.no_grad()
     def step(self) -> None:
-        for i in self.low:
-            p, m = self.params[i], self.masters[i]
-            m.grad = None if p.grad is None else p.grad.to(m.device, torch.float32)
-            p.grad = None
-        self.opt.step()
-        if self.low and self.same_device:
-            torch._foreach_copy_([self.params[i] for i in self.low], [self.masters[i] for i in self.low])
+        """One AdamW step over every parameter, made as one step per chunk of the low-precision ones: AdamW skips
+        a parameter without a gradient and counts steps per parameter, so each call updates exactly its chunk,
+        as one call over all would (tested bitwise). Only one chunk's fp32 gradients exist at a time."""
+        own = [(m, m.grad) for i, m in enumerate(self.masters) if i not in self.low_set and m.grad is not None]
+        for k, chunk in enumerate(self.chunks):
+            for i in chunk:
+                p, m = self.params[i], self.masters[i]
+                m.grad = None if p.grad is None else p.grad.to(m.device, torch.float32)
+                p.grad = None
+            self.opt.step()  # the first call also steps the parameters that are their own master
+            if k == 0:
+                for m, _ in own:
+                    m.grad = None
+            for i in chunk:
+                self.masters[i].grad = None
+            self._copy_back(chunk)
+        if not self.chunks:
+            self.opt.step()
+        for m, g in own:
+            m.grad = g
+
+    def _copy_back(self, chunk: list[int]) -> None:
+        if self.same_device:
+            torch._foreach_copy_([self.params[i] for i in chunk], [self.masters[i] for i in chunk])
         else:  # rounded on the host, so half the bytes cross to the device
-            for i in self.low:
+            for i in chunk:
                 self.params[i].copy_(self.masters[i].to(self.params[i].dtype))
 
     def state_dict(self) -> dict:

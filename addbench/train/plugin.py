@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from addbench.errors import AddbenchError
+from addbench.train.config import per_network
 
 DATA_KINDS = frozenset({"prompts", "images", "ode_pairs"})
 
@@ -102,10 +103,9 @@ class Distiller:
     def optimizer_settings(self, name: str, cfg: dict) -> dict:
         """AdamW kwargs for trainable network ``name``: ``lr_<name>`` / ``betas_<name>`` /
         ``weight_decay_<name>`` when the config has them, else ``lr`` / ``betas`` / ``weight_decay``."""
-        def pick(key):
-            return cfg.get(f"{key}_{name}", cfg[key])
-        return {"lr": float(pick("lr")), "betas": tuple(float(b) for b in pick("betas")),
-                "weight_decay": float(pick("weight_decay")), "eps": float(cfg.get("eps", 1e-8))}
+        return {"lr": float(per_network(cfg, "lr", name)),
+                "betas": tuple(float(b) for b in per_network(cfg, "betas", name)),
+                "weight_decay": float(per_network(cfg, "weight_decay", name)), "eps": float(cfg.get("eps", 1e-8))}
 
     def student(self, network: nn.Module):
         """(network, Sampler) to export; ``network`` is the student with final (or EMA) weights."""

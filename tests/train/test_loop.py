@@ -222,6 +222,15 @@ def test_a_bf16_network_trains_through_fp32_masters_and_fsdp2_refuses_it(tmp_pat
                                                          "precision=bf16"], device="cpu")
     assert json.loads((tmp_path / "bad" / "config.json").read_text())["master_weights"] == "cpu"
 
+    per_net = tmp_path / "bf16-per-net"  # master_weights_<name> overrides the engine-wide key for one network
+    train(FakeDistiller, bf16_base(), per_net, [prompts, "budget_images=8", "lambda_adv=0", "lr_g=1e-5",
+                                                "precision=bf16", "+master_weights_g=off"], device="cpu")
+    optim = torch.load(sorted((per_net / "state").glob("step_*"))[-1] / "optim.pt", weights_only=False)
+    assert "masters" not in optim["g"] and optim["g"]["state"][0]["exp_avg"].dtype == torch.bfloat16
+    with pytest.raises(AddbenchError, match="master_weights_fake names no trained network; .* with d, g"):
+        train(FakeDistiller, bf16_base(), tmp_path / "bad-net", [prompts, "budget_images=8", "+master_weights_fake=cpu"],
+              device="cpu")
+
     monkeypatch.setattr(loop, "is_sharded", lambda net: True)
     with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights="):
         train(FakeDistiller, bf16_base(), tmp_path / "sharded", [prompts, "budget_images=8", "precision=bf16"],

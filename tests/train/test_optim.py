@@ -71,6 +71,29 @@ def test_bf16_weights_keep_small_steps_through_fp32_masters():
     assert isinstance(optimizer([torch.nn.Parameter(torch.zeros(3))], SETTINGS), torch.optim.AdamW)
 
 
+def test_the_step_in_chunks_equals_one_step_and_steps_fp32_parameters_once():
+    def mixed():  # bf16 weights (with masters) around an fp32 one (its own master)
+        w = _weights()
+        return [torch.nn.Parameter(w[0].bfloat16()), torch.nn.Parameter(w[1].clone()),
+                torch.nn.Parameter(w[0].t().contiguous().bfloat16())]
+
+    whole, cut = mixed(), mixed()
+    one = MasterAdamW(whole, SETTINGS, chunk_bytes=1 << 40)
+    many = MasterAdamW(cut, SETTINGS, chunk_bytes=1)  # every bf16 tensor its own chunk
+    assert len(one.chunks) == 1 and many.chunks == [[0], [2]]
+    seen = []
+    step = many.opt.step
+    many.opt.step = lambda: (seen.append([m.grad is not None for m in many.masters]), step())[1]
+    _train(one, whole, 6)
+    _train(many, cut, 6)
+    # one chunk's fp32 gradients at a time; the fp32 parameter steps with the first chunk only
+    assert seen[:2] == [[True, True, False], [False, False, True]]
+    for a, b, ma, mb in zip(whole, cut, one.masters, many.masters):
+        assert torch.equal(a, b) and torch.equal(ma, mb)
+    assert cut[1].grad is not None  # the fp32 parameter's gradient is where the loop left it
+    assert [s["step"].item() for s in many.opt.state.values()] == [6, 6, 6]
+
+
 def test_host_masters_round_on_the_host_and_match_device_masters():
     on_device = [torch.nn.Parameter(w.bfloat16()) for w in _weights()]
     opt = optimizer(on_device, SETTINGS)
