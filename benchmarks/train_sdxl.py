@@ -19,7 +19,8 @@ hub dir. DMD has no sdxl preset: its sd15 preset is used (``preset_from`` in the
 The base is built once (``addbench.eval.latency.random_weight_base``: architectures.json, bf16 on the GPU),
 so every trainable copy is bf16 like the teacher; the engine trains them through fp32 master weights and fp32
 AdamW moments (``master_weights=on``, its default since 2026-12-02; the runs before that date updated the bf16
-weights in place with bf16 moments, which ``--set master_weights=off`` reproduces).
+weights in place with bf16 moments, which ``--set master_weights=off`` reproduces). One network's masters in host
+memory: ``--set dmdx.adm:+master_weights_fake=cpu`` (a ``+`` key needs the method scope).
 
 Timing: one step = every turn call of one loop step; each call is timed from the engine asking for its
 batch to the next call's request (so data loading, forward, backward, clipping and the optimiser step of
@@ -227,6 +228,8 @@ def split_sets(sets: list[str], methods: list[str]) -> dict[str, list[tuple[bool
             if m not in out:
                 raise SystemExit(f"--set {s}: method {m!r} is not among --methods")
             out[m].append((True, f"{key}={rest}"))
+        elif head.strip().startswith("+"):  # no method's config has a new key, so unscoped it would be dropped
+            raise SystemExit(f"--set {s}: a +key adds a key, so name the method: --set {methods[0]}:{s}")
         else:
             for m in methods:
                 out[m].append((False, s))

@@ -22,8 +22,8 @@ from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, 
 from addbench.train.config import checkpointed, config_hash, per_network
 from addbench.train.data import TrainData
 from addbench.train.optim import MasterAdamW, optimizer
-from addbench.train.parallel import (DistContext, compile_units, enable_activation_checkpointing, is_sharded,
-                                     mean_over_ranks, parallelize)
+from addbench.train.parallel import (DistContext, check_compile_mode, compile_units, enable_activation_checkpointing,
+                                     is_sharded, mean_over_ranks, parallelize)
 from addbench.train.plugin import Distiller, Turn, check_plugin
 
 
@@ -143,11 +143,12 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
         for m in [*nets.values(), getattr(base, "network", None), getattr(base, "vae", None)]:
             if m is not None:
                 m.to(memory_format=torch.channels_last)
+    mode = check_compile_mode(cfg["compile_mode"], cfg["compile"])
     for name, net in nets.items():
         nets[name] = parallelize(net.to(ctx.device), ctx, activation_checkpointing=checkpointed(cfg, name),
-                                 compile=cfg["compile"])
+                                 compile=cfg["compile"], compile_mode=mode)
     if getattr(base, "network", None) is not None:  # the frozen teacher runs as often as a trained copy
-        compile_units(base.network, cfg["compile"])
+        compile_units(base.network, cfg["compile"], mode)
     distiller.nets = nets
     vae = getattr(base, "vae", None)
     if checkpointed(cfg, "vae") and vae is not None:

@@ -125,11 +125,26 @@ def compile_mode(how) -> tuple[str, frozenset[str]]:
     return {"false": "none", "true": "blocks"}.get(key, key), frozenset(c.strip() for c in only.split(",") if c.strip())
 
 
-def compile_units(model: nn.Module, how) -> list[nn.Module]:
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compile_mode(mode, how) -> str | None:
+    """The engine's ``compile_mode`` checked against ``compile``: None for ``default``, else the torch.compile mode
+    (``reduce-overhead`` = CUDA graphs of each compiled unit, to cut the host's kernel launches)."""
+    mode = str(mode).strip().lower()
+    if mode not in COMPILE_MODES:
+        raise AddbenchError(f"compile_mode={mode!r}; use one of {', '.join(COMPILE_MODES)}")
+    if mode != "default" and compile_mode(how)[0] == "none":
+        raise AddbenchError(f"compile_mode={mode} compiles nothing with compile={how}; add compile=blocks or layers")
+    return None if mode == "default" else mode
+
+
+def compile_units(model: nn.Module, how, mode: str | None = None) -> list[nn.Module]:
     """``torch.compile`` (``Module.compile``, lazy) of ``model``'s units: ``blocks`` the outermost repeated blocks
     (few large graphs), ``layers`` the innermost ones (small graphs shared by every instance of a layer class,
     since dynamo caches by code, not by module; ``layers:<Class>,...`` only those classes); ``none``: nothing.
-    A container (the heads' ModuleList) stands for its members. Returns the compiled units."""
+    A container (the heads' ModuleList) stands for its members. ``mode``: torch.compile's (None: its default).
+    Returns the compiled units."""
     how, only = compile_mode(how)
     if how == "none":
         return []
@@ -142,7 +157,7 @@ def compile_units(model: nn.Module, how) -> list[nn.Module]:
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 2048)
     for unit in units:
-        unit.compile()
+        unit.compile(**({"mode": mode} if mode else {}))
     return units
 
 
@@ -167,14 +182,15 @@ def enable_activation_checkpointing(model: nn.Module) -> str:
 
 
 def parallelize(model: nn.Module, ctx: DistContext, *, activation_checkpointing: bool = False,
-                compile: bool | str = "none", shard: bool = True, mp_dtype: torch.dtype | None = None) -> nn.Module:
+                compile: bool | str = "none", compile_mode: str | None = None, shard: bool = True,
+                mp_dtype: torch.dtype | None = None) -> nn.Module:
     """Rank 0's weights to all ranks -> activation checkpointing -> compile (:func:`compile_units`) -> FSDP2
     ``fully_shard`` (blocks, then root). In place; returns the module (references held elsewhere stay valid)."""
     broadcast_from_main(model, ctx)
     if activation_checkpointing:
         enable_activation_checkpointing(model)
     blocks = blocks_of(model)
-    compile_units(model, compile)
+    compile_units(model, compile, compile_mode)
     if ctx.distributed and shard and any(p.requires_grad for p in model.parameters()):
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 

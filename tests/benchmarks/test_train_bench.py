@@ -67,6 +67,14 @@ def test_bad_override_is_an_error_row(bench, tmp_path):
     assert rc == 1 and rec["status"] == "error" and "no_such_key" in rec["error"]
 
 
+def test_a_new_key_must_name_its_method(bench):
+    sets = bench.split_sets(["dmd:+master_weights_fake=cpu", "checkpoint_skip=g"], ["dmd", "add"])
+    assert sets == {"dmd": [(True, "+master_weights_fake=cpu"), (False, "checkpoint_skip=g")],
+                    "add": [(False, "checkpoint_skip=g")]}
+    with pytest.raises(SystemExit, match="a \\+key adds a key, so name the method: --set dmd:\\+master_weights_fake=cpu"):
+        bench.split_sets(["+master_weights_fake=cpu"], ["dmd", "add"])
+
+
 def test_profile_adds_one_untimed_step_with_kernel_time_by_kind(bench, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = bench.main(["--tiny", "--iters", "2", "--methods", "unet,dmdx.adm", "--profile", "--set", "channels_last=true",

@@ -262,10 +262,12 @@ def test_compile_layers_compiles_the_innermost_blocks_of_every_copy_and_the_teac
     from addbench.train.parallel import init_distributed
     from distillers.dmdx import ADM
 
-    def compiled(how):
+    modes = []
+
+    def compiled(how, mode="default"):
         seen = []
-        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(self))
-        cfg = resolve_config(ADM, world["pipe"], world["adm"] + [f"compile={how}"])
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: (seen.append(self), modes.append(kw)))
+        cfg = resolve_config(ADM, world["pipe"], world["adm"] + [f"compile={how}", f"compile_mode={mode}"])
         base = load_base(world["pipe"], device="cpu")
         state = loop.setup(ADM(cfg), base, cfg, init_distributed("cpu"), world["root"] / f"compile-{how}")
         owners = {}
@@ -288,3 +290,11 @@ def test_compile_layers_compiles_the_innermost_blocks_of_every_copy_and_the_teac
         compiled("fastest")
     with pytest.raises(AddbenchError, match="compile='blocks:ResnetBlock2D'"):
         compiled("blocks:ResnetBlock2D")
+    assert modes and all(kw == {} for kw in modes)  # compile_mode=default: torch.compile's own default
+    modes.clear()
+    assert compiled("layers:ResnetBlock2D", "reduce-overhead") == (only, n_only)
+    assert modes == [{"mode": "reduce-overhead"}] * n_only  # every unit, the teacher's too, gets the mode
+    with pytest.raises(AddbenchError, match="compile_mode='graphs'; use one of default, reduce-overhead"):
+        compiled("layers", "graphs")
+    with pytest.raises(AddbenchError, match="compile_mode=reduce-overhead compiles nothing with compile=none; add"):
+        compiled("none", "reduce-overhead")
