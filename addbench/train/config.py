@@ -184,11 +184,33 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+MASTER_WEIGHTS = {"on": "on", "true": "on", "cpu": "cpu", "off": "off", "false": "off"}
+
+
+def master_mode(value) -> str:
+    """``master_weights`` checked: ``on`` (fp32 masters beside the weights), ``cpu`` (in host memory) or ``off``."""
+    mode = MASTER_WEIGHTS.get(str(value).strip().lower())
+    if mode is None:
+        raise AddbenchError(f"master_weights={value!r}; use on (fp32 masters beside the weights), cpu (in host "
+                            "memory) or off (AdamW on the bf16 weights in place)")
+    return mode
+
+
+def _masters_moved_only(key: str, old: dict, new: dict) -> bool:
+    """``master_weights`` / ``master_weights_<name>`` changed between ``on`` and ``cpu`` only: where the fp32 masters
+    live, not what they compute (the same update, the same saved state), e.g. to resume on a smaller GPU."""
+    if key != "master_weights" and not key.startswith("master_weights_"):
+        return False
+    modes = {MASTER_WEIGHTS.get(str(c.get(key, c.get("master_weights"))).strip().lower()) for c in (old, new)}
+    return len(modes) == 1 or modes <= {"on", "cpu"}  # the same mode spelled or placed differently, or on <-> cpu
+
+
 def config_diff(old: dict, new: dict, ignore=RESUMABLE_CHANGES) -> list[str]:
-    """Keys (dotted) whose values differ between two resolved configs, minus ``ignore``."""
+    """Keys (dotted) whose values differ between two resolved configs, minus ``ignore`` and master weights moved
+    between the GPU and the host (:func:`_masters_moved_only`)."""
     out = []
     for k in sorted(set(old) | set(new)):
-        if k in ignore:
+        if k in ignore or _masters_moved_only(k, old, new):
             continue
         a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
         if isinstance(a, dict) and isinstance(b, dict):

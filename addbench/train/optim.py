@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from addbench.errors import AddbenchError
+from addbench.train.config import master_mode
 
 
 def adamw(params: list[torch.Tensor], settings: dict) -> torch.optim.AdamW:
@@ -124,18 +124,6 @@ class MasterAdamW:
         for i in self.low:
             self.masters[i].copy_(sd["masters"][i])
             self.params[i].copy_(self.masters[i])
-
-
-MASTER_WEIGHTS = {"on": "on", "true": "on", "cpu": "cpu", "off": "off", "false": "off"}
-
-
-def master_mode(value) -> str:
-    """``master_weights`` checked: ``on`` (fp32 masters beside the weights), ``cpu`` (in host memory) or ``off``."""
-    mode = MASTER_WEIGHTS.get(str(value).strip().lower())
-    if mode is None:
-        raise AddbenchError(f"master_weights={value!r}; use on (fp32 masters beside the weights), cpu (in host "
-                            "memory) or off (AdamW on the bf16 weights in place)")
-    return mode
 
 
 def optimizer(params: list[torch.Tensor], settings: dict, master_weights: str = "on"):

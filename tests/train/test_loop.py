@@ -231,6 +231,21 @@ def test_a_bf16_network_trains_through_fp32_masters_and_fsdp2_refuses_it(tmp_pat
         train(FakeDistiller, bf16_base(), tmp_path / "bad-net", [prompts, "budget_images=8", "+master_weights_fake=cpu"],
               device="cpu")
 
+    # where the masters live may change on resume (the same update and state), e.g. after an out-of-memory error;
+    # turning them off may not
+    moved = tmp_path / "moved"
+    train(FakeDistiller, bf16_base(), moved, [prompts, "budget_images=8", "lambda_adv=0", "lr_g=1e-5", "precision=bf16"],
+          device="cpu")
+    train(FakeDistiller, bf16_base(), moved, [prompts, "budget_images=16", "lambda_adv=0", "lr_g=1e-5",
+                                              "precision=bf16", "+master_weights_g=cpu"], device="cpu")
+    whole = tmp_path / "whole"
+    train(FakeDistiller, bf16_base(), whole, [prompts, "budget_images=16", "lambda_adv=0", "lr_g=1e-5", "precision=bf16"],
+          device="cpu")
+    assert [r["g/loss"] for r in _records(moved)] == [r["g/loss"] for r in _records(whole)] and len(_records(whole)) == 4
+    with pytest.raises(AddbenchError, match="another config \\(master_weights: 'on' -> 'off'"):
+        train(FakeDistiller, bf16_base(), moved, [prompts, "budget_images=24", "lambda_adv=0", "lr_g=1e-5",
+                                                  "precision=bf16", "master_weights=off"], device="cpu")
+
     monkeypatch.setattr(loop, "is_sharded", lambda net: True)
     with pytest.raises(AddbenchError, match="g is sharded with bf16/fp16 weights.*base_dtype=fp32.*master_weights="):
         train(FakeDistiller, bf16_base(), tmp_path / "sharded", [prompts, "budget_images=8", "precision=bf16"],
