@@ -5,7 +5,9 @@
     python benchmarks/optimizer_step.py --base sdxl --random-weights --device cuda --dtype fp32
 
 For each implementation (``for-loop``, ``foreach``, ``fused``; with non-fp32 weights also ``engine``, what the
-trainer builds: ``addbench.train.optim.optimizer``, fused AdamW over fp32 master weights) it takes ``--steps``
+trainer builds: ``addbench.train.optim.optimizer``, fused AdamW over fp32 master weights, and ``engine-host``, the
+same with the masters in host memory: on a GPU network the step then moves the gradients out and the weights back;
+on a CPU network it is ``engine`` again) it takes ``--steps``
 AdamW steps from the same weights with the same random gradients (drawn before each step's timing, so only the
 optimizer is timed) and prints the median step time, the largest difference of the weights it carries (``engine``:
 the fp32 masters, which the network holds rounded) from the per-tensor loop run in fp32 from the same start, and
@@ -25,11 +27,14 @@ import torch
 IMPLS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
+ENGINE = {"engine": "on", "engine-host": "cpu"}  # the trainer's optimizer, masters beside the weights / in host memory
+
+
 def make_optimizer(impl: str, params: list, lr: float):
-    if impl == "engine":  # what the trainer builds: fused AdamW, over fp32 masters for non-fp32 weights
+    if impl in ENGINE:  # what the trainer builds: fused AdamW, over fp32 masters for non-fp32 weights
         from addbench.train.optim import optimizer
 
-        return optimizer(params, {"lr": lr})
+        return optimizer(params, {"lr": lr}, master_weights=ENGINE[impl])
     return torch.optim.AdamW(params, lr=lr, **IMPLS[impl])
 
 
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
     del net
     # reference: the per-tensor loop in fp32 from the same start and gradients (bf16 weights: fp32 training)
     _, ref, _ = run_impl("for-loop", [w.float() for w in weights], a.steps, a.lr, grad_dtype=weights[0].dtype)
-    impls = [*IMPLS] + (["engine"] if weights[0].dtype != torch.float32 else [])
+    impls = [*IMPLS] + ([*ENGINE] if weights[0].dtype != torch.float32 else [])
     rows = []
     for name in impls:
         ms, final, carried = run_impl(name, weights, a.steps, a.lr)
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
         moved = sum(int((f != w).sum()) for f, w in zip(final, weights)) / sum(w.numel() for w in weights)
         rows.append({"impl": name, "step_ms": round(ms, 2), "max_abs_diff_vs_fp32_loop": drift,
                      "moved_fraction": round(moved, 4)})
-        print(f"{name:9s} {ms:9.2f} ms/step   after {a.steps} steps: max |param - fp32 loop| {drift:.3g}, "
+        print(f"{name:11s} {ms:9.2f} ms/step   after {a.steps} steps: max |param - fp32 loop| {drift:.3g}, "
               f"entries moved {moved:.1%}", flush=True)
     result = {"base": a.base, "random_weights": a.random_weights, "device": a.device, "dtype": str(weights[0].dtype),
               "lr": a.lr,
