@@ -187,9 +187,14 @@ def config_hash(cfg: dict) -> str:
 MASTER_WEIGHTS = {"on": "on", "true": "on", "cpu": "cpu", "off": "off", "false": "off"}
 
 
+def _master_place(value) -> str | None:
+    """``on`` | ``cpu`` | ``off`` for a ``master_weights`` value however spelled, None for an unknown one."""
+    return MASTER_WEIGHTS.get(str(value).strip().lower())
+
+
 def master_mode(value) -> str:
     """``master_weights`` checked: ``on`` (fp32 masters beside the weights), ``cpu`` (in host memory) or ``off``."""
-    mode = MASTER_WEIGHTS.get(str(value).strip().lower())
+    mode = _master_place(value)
     if mode is None:
         raise AddbenchError(f"master_weights={value!r}; use on (fp32 masters beside the weights), cpu (in host "
                             "memory) or off (AdamW on the bf16 weights in place)")
@@ -201,7 +206,7 @@ def _masters_moved_only(key: str, old: dict, new: dict) -> bool:
     live, not what they compute (the same update, the same saved state), e.g. to resume on a smaller GPU."""
     if key != "master_weights" and not key.startswith("master_weights_"):
         return False
-    modes = {MASTER_WEIGHTS.get(str(c.get(key, c.get("master_weights"))).strip().lower()) for c in (old, new)}
+    modes = {_master_place(c.get(key, c.get("master_weights"))) for c in (old, new)}
     return len(modes) == 1 or modes <= {"on", "cpu"}  # the same mode spelled or placed differently, or on <-> cpu
 
 

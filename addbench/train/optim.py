@@ -63,7 +63,6 @@ class MasterAdamW:
         self.low = [i for i, (p, m) in enumerate(zip(self.params, self.masters)) if m is not p]
         self.same_device = all(self.params[i].device == self.masters[i].device for i in self.low)
         self.chunks = _chunks(self.low, [self.params[i].numel() * 4 for i in self.low], chunk_bytes)
-        self.low_set = set(self.low)
         self.opt = adamw(self.masters, settings)
 
     @property
@@ -84,7 +83,7 @@ class MasterAdamW:
         """One AdamW step over every parameter, made as one step per chunk of the low-precision ones: AdamW skips
         a parameter without a gradient and counts steps per parameter, so each call updates exactly its chunk,
         as one call over all would (tested bitwise). Only one chunk's fp32 gradients exist at a time."""
-        own = [(m, m.grad) for i, m in enumerate(self.masters) if i not in self.low_set and m.grad is not None]
+        own = [(m, m.grad) for p, m in zip(self.params, self.masters) if m is p and m.grad is not None]
         for k, chunk in enumerate(self.chunks):
             for i in chunk:
                 p, m = self.params[i], self.masters[i]
