@@ -302,6 +302,7 @@ class TurnTimer:
         self.peak_warmup_gib: float | None = None
         self.marks: list = []  # (turn, mark) of the current step
         self.t_step0: float | None = None
+        self._alloc0: dict = {}
         self.data_s = 0.0
         self.steps: list[dict] = []
         self.flops: PhaseFlops | None = None
@@ -316,6 +317,7 @@ class TurnTimer:
             self.flops.turn = turn
         if not self.marks:
             self.t_step0 = time.perf_counter()
+            self._alloc0 = self._allocator_now()
             if len(self.steps) == self.profile_step and self.profile is None:
                 from torch.profiler import ProfilerActivity, profile
 
@@ -345,7 +347,7 @@ class TurnTimer:
                 self.after_step(self)
             return
         self.steps.append({"step": state.step, "calls": calls, "step_ms": sum(ms for _, ms in calls), "wall_ms": wall,
-                           "flop_counted": self.flops is not None})
+                           "flop_counted": self.flops is not None, **self._allocator_counts()})
         self.marks = []
         self.flops_complete = self.flops_complete or self.flops is not None
         self._stop_flops()
@@ -354,6 +356,20 @@ class TurnTimer:
             torch.cuda.reset_peak_memory_stats()
         if self.after_step is not None:
             self.after_step(self)
+
+    def _allocator_now(self) -> dict:
+        """The CUDA caching allocator's event counters: ``alloc_retries`` (a malloc failed, the cache was freed
+        and the malloc retried: a device-wide sync each), ``cuda_mallocs`` / ``cuda_frees``."""
+        if not self.cuda:
+            return {}
+        st = torch.cuda.memory_stats()
+        return {"alloc_retries": st.get("num_alloc_retries", 0), "cuda_mallocs": st.get("num_device_alloc", 0),
+                "cuda_frees": st.get("num_device_free", 0)}
+
+    def _allocator_counts(self) -> dict:
+        """The allocator's events during this step (counted from the step's first turn)."""
+        now = self._allocator_now()
+        return {k: v - self._alloc0.get(k, 0) for k, v in now.items()}
 
     def _stop_profile(self, calls=None):
         from addbench.eval.profiling import kernel_table
@@ -452,7 +468,8 @@ def step_writer(record: dict, micro_batch: int, warmup: int, progress):
 def summarize(record: dict, timer: TurnTimer, micro_batch: int, warmup: int) -> None:
     record["steps_run"] = len(timer.steps)
     record["steps"] = [{"step": s["step"], "step_ms": round(s["step_ms"], 2), "wall_ms": round(s["wall_ms"], 2),
-                        "flop_counted": s["flop_counted"], "calls": [[t, round(ms, 2)] for t, ms in s["calls"]]}
+                        "flop_counted": s["flop_counted"], "calls": [[t, round(ms, 2)] for t, ms in s["calls"]],
+                        **{k: s[k] for k in ("alloc_retries", "cuda_mallocs", "cuda_frees") if k in s}}
                        for s in timer.steps]
     if timer.peak_warmup_gib is not None:
         record["peak_warmup_gib"] = timer.peak_warmup_gib

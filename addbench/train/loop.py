@@ -2,13 +2,16 @@
 
 One *step* runs every turn whose ``every`` divides the step number, ``repeats`` times each, each call on
 a fresh batch; then ``images_seen += batch``. A call is: zero grads -> (other networks frozen) ->
-autocast loss -> backward -> clip each updated network's grad norm -> optimiser steps. After the step:
-EMA of the student, logs averaged over ranks, callbacks, and a checkpoint when one is due.
+autocast loss -> backward -> clip each updated network's grad norm -> optimiser steps. After the step: the
+logs read from the GPU in one copy (a non-finite loss stops the run), EMA of the student, logs averaged over
+ranks, callbacks, and a checkpoint when one is due. No turn waits for the GPU, so an eager step's host keeps
+launching kernels ahead of it.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,12 +96,29 @@ def run_in_own_dtype(module: nn.Module) -> None:
     module.register_forward_hook(leave, always_call=True)
 
 
-def _grad_norm(params, max_norm: float) -> float:
+def _grad_norm(params, max_norm: float) -> torch.Tensor | float:
+    """Clip the gradients to ``max_norm`` (0: no clipping) and return their norm before clipping, as a tensor
+    (read with the step's other logs, :func:`read_logs`)."""
     params = [p for p in params if p.grad is not None]
     if not params:
         return 0.0
     n = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    return float(n.full_tensor() if hasattr(n, "full_tensor") else n)
+    return n.full_tensor() if hasattr(n, "full_tensor") else n
+
+
+def read_logs(logs: dict) -> dict[str, float]:
+    """name -> float for a step's logs, whose values are floats or 0-dim tensors: the tensors are read in one
+    device-to-host copy (one wait for the GPU per step, not one per value; an eager step launches kernels ahead
+    of the GPU only between such waits)."""
+    tensors = {k: v for k, v in logs.items() if isinstance(v, torch.Tensor)}
+    out = {k: float(v) for k, v in logs.items() if k not in tensors}
+    by_device: dict = {}
+    for k, v in tensors.items():
+        by_device.setdefault(v.device, []).append(k)
+    for keys in by_device.values():
+        values = torch.stack([tensors[k].detach().float().reshape(()) for k in keys]).tolist()
+        out.update(zip(keys, values))
+    return {k: out[k] for k in logs}
 
 
 def default_callbacks(state: LoopState, resume_step: int) -> list:
@@ -192,6 +212,9 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
     every_ckpt = int(cfg["ckpt_every_images"]) or max(int(cfg["batch"]), state.budget // 10)
     chash = config_hash({k: v for k, v in cfg.items() if k != "budget_images"})
     wants_grad = {name: [p.requires_grad for p in net.parameters()] for name, net in nets.items()}
+    # compile_mode=reduce-overhead: each turn is one iteration for torch's CUDA-graph trees (the graph outputs of
+    # the turn before are not read again: losses and logs are eager tensors)
+    graph_turns = str(cfg.get("compile_mode", "default")).strip().lower() == "reduce-overhead"
 
     def trainable(only: tuple[str, ...] | None):
         for name, net in nets.items():
@@ -201,27 +224,36 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
 
     try:
         while state.images_seen < state.budget:
-            logs: dict[str, float] = {}
+            logs: dict = {}  # floats or 0-dim tensors until the end of the step
+            losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
             for call, turn in enumerate(calls_at(d.turns, state.step)):
                 batch = data.batch(state.step, call, turn.name)
                 for opt in opts.values():
                     opt.zero_grad(set_to_none=True)
                 trainable(turn.networks)
+                if graph_turns:
+                    torch.compiler.cudagraph_mark_step_begin()
                 with autocast(cfg, ctx.device):
                     loss, extra = d.loss(turn.name, batch, state.step)
-                lv = float(loss.detach())
-                if not torch.isfinite(loss.detach()):
-                    raise TrainingStopped(f"step {state.step}: turn {turn.name!r} loss is {lv}; lower the learning "
-                                          f"rate or check the loss (last good state in {state.run_dir / 'state'})")
                 loss.backward()
                 for name in turn.networks:
                     logs[f"{name}/grad_norm"] = _grad_norm(nets[name].parameters(), float(cfg["grad_clip"]))
                 for name in turn.networks:
                     warmup_(opts[name], state.images_seen, int(cfg["warmup_images"]))
                     opts[name].step()
-                logs[f"{turn.name}/loss"] = lv
-                logs.update({k: float(v) for k, v in extra.items()})
+                losses.append((turn.name, loss.detach()))
+                logs[f"{turn.name}/loss"] = loss.detach()
+                logs.update(extra)
             trainable(None)
+            # the step's one wait for the GPU. A non-finite loss stops the run here, before the EMA, callbacks and
+            # checkpoint: the weights it updated in memory are dropped, the last state on disk stays good
+            values = read_logs({**{f"#{i}": v for i, (_, v) in enumerate(losses)}, **logs})
+            for i, (turn_name, _) in enumerate(losses):
+                lv = values[f"#{i}"]
+                if not math.isfinite(lv):
+                    raise TrainingStopped(f"step {state.step}: turn {turn_name!r} loss is {lv}; lower the learning "
+                                          f"rate or check the loss (last good state in {state.run_dir / 'state'})")
+            logs = {k: values[k] for k in logs}
             state.step += 1
             state.images_seen += int(cfg["batch"])
             if state.ema is not None:

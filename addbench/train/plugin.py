@@ -92,8 +92,9 @@ class Distiller:
         """Build the trainable networks (name -> module, on ``base.device``); keep frozen ones on self."""
         raise NotImplementedError
 
-    def loss(self, turn: str, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar loss of ``turn`` on this rank's batch (mean over its samples) and floats to log.
+    def loss(self, turn: str, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """Scalar loss of ``turn`` on this rank's batch (mean over its samples) and values to log: floats or
+        detached 0-dim tensors (the loop reads them all once per step, so a turn never waits for the GPU).
 
         A log key ending in ``image_std`` (e.g. ``"g/image_std"``) feeds the collapse detector.
         """

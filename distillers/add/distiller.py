@@ -133,8 +133,8 @@ class ADD(Distiller):
             loss_d = hinge_d(real_logits, fake_logits)
             r1 = r1_penalty(real_logits, real_in)
             loss = (loss_d + float(cfg["r1_gamma"]) * r1).mean()
-            return loss, {"d/hinge": float(loss_d.detach().mean()), "d/r1": float(r1.detach().mean()),
-                          "d/real_logit": float(sum(l.mean() for l in real_logits).detach())}
+            return loss, {"d/hinge": loss_d.detach().mean(), "d/r1": r1.detach().mean(),
+                          "d/real_logit": sum(l.mean() for l in real_logits).detach()}
         # turn g: Eq. 1 = λ_adv · Eq. 2 + λ · Eq. 4
         lam_adv, lam = float(cfg["lambda_adv"]), float(cfg["lambda_distill"])
         loss_adv = hinge_g(disc(x_hat)[0]) if lam_adv else torch.zeros(len(x0), device=x0.device)
@@ -146,8 +146,8 @@ class ADD(Distiller):
         # Sec. 3.1: d in pixel space (base.decode is the VAE on latent bases, the identity on pixel bases)
         loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, cfg["weighting"], decode=self.base.decode)
         loss = (lam_adv * loss_adv + lam * loss_dist).mean()
-        return loss, {"g/adv": float(loss_adv.detach().mean()), "g/distill": float(loss_dist.detach().mean()),
-                      "g/image_std": float(x_hat.detach().std())}
+        return loss, {"g/adv": loss_adv.detach().mean(), "g/distill": loss_dist.detach().mean(),
+                      "g/image_std": x_hat.detach().std()}
 
     # ---- export ------------------------------------------------------------------------------------
     def student(self, network):

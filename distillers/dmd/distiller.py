@@ -57,7 +57,7 @@ class DMD(Distiller):
             x = self.generate(z, cond, grad=False)
             loss = fake_score_loss(lambda x_t, t: self.base.predict(x_t, t.float(), cond, network=self.nets["fake"]),
                                    x, self.schedule, generator=gen).mean()
-            return loss, {"fake/denoise": float(loss.detach())}
+            return loss, {"fake/denoise": loss.detach()}
         x = self.generate(z, cond, grad=True)
         g_real = float(cfg["real_guidance"])
         real = base_x0_fn(self.base, cond, self.teacher, g_real)
@@ -65,12 +65,12 @@ class DMD(Distiller):
         lo, hi = cfg["dm_t"]
         l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(float(lo), float(hi)), generator=gen)
         loss = float(cfg["lambda_dm"]) * l_dm.mean()
-        logs = {"g/dm": float(l_dm.detach().mean()), "g/image_std": float(x.detach().std())}
+        logs = {"g/dm": l_dm.detach().mean(), "g/image_std": x.detach().std()}
         if self.distance is not None:  # DMD Eq. 9: regression on teacher ODE pairs (z_ref, y_ref)
             x_ref = self.generate(batch["ode_noise"].float(), self.base.encode_prompts(batch["ode_prompts"]), grad=True)
             l_reg = ode_regression_loss(x_ref, batch["ode_target"].float(), self.distance, decode=self.base.decode)
             loss = loss + float(cfg["lambda_reg"]) * l_reg.mean()
-            logs["g/reg"] = float(l_reg.detach().mean())
+            logs["g/reg"] = l_reg.detach().mean()
         return loss, logs
 
     def student(self, network):

@@ -92,9 +92,9 @@ class DMD2(Distiller):
             fake_logits = self.logits(x, cond, gen)
             l_cls = softplus_d(real_logits, fake_logits)
             loss = l_fake.mean() + float(cfg["lambda_gan_d"]) * l_cls.mean()
-            return loss, {"fake/denoise": float(l_fake.detach().mean()), "disc/cls": float(l_cls.detach().mean()),
-                          "disc/p_real": float(torch.sigmoid(real_logits[0].detach()).mean()),
-                          "disc/p_fake": float(torch.sigmoid(fake_logits[0].detach()).mean())}
+            return loss, {"fake/denoise": l_fake.detach().mean(), "disc/cls": l_cls.detach().mean(),
+                          "disc/p_real": torch.sigmoid(real_logits[0].detach()).mean(),
+                          "disc/p_fake": torch.sigmoid(fake_logits[0].detach()).mean()}
         x = self.generate(z, cond, grad=True, generator=gen)
         g_real = float(cfg["real_guidance"])
         real = base_x0_fn(self.base, cond, self.teacher, g_real)
@@ -102,12 +102,12 @@ class DMD2(Distiller):
         lo, hi = cfg["dm_t"]
         l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(float(lo), float(hi)), generator=gen)
         loss = float(cfg["lambda_dm"]) * l_dm.mean()
-        logs = {"g/dm": float(l_dm.detach().mean()), "g/image_std": float(x.detach().std())}
+        logs = {"g/dm": l_dm.detach().mean(), "g/image_std": x.detach().std()}
         lam = float(cfg["lambda_gan_g"])
         if lam:
             l_gan = softplus_g(self.logits(x, cond, gen))
             loss = loss + lam * l_gan.mean()
-            logs["g/gan"] = float(l_gan.detach().mean())
+            logs["g/gan"] = l_gan.detach().mean()
         return loss, logs
 
     # ---- export ------------------------------------------------------------------------------------

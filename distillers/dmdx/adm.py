@@ -75,7 +75,7 @@ class ADM(DMDXStage):
             x0 = self.generate(z, cond, grad=False, generator=gen, full=True, guidance=w_g)
             l_fake = fake_score_loss(lambda x_t, t: self.base.predict(x_t, t.float(), cond, network=self.nets["fake"]),
                                      x0, self.schedule, generator=gen)
-            return l_fake.mean(), {"fake/denoise": float(l_fake.detach().mean())}
+            return l_fake.mean(), {"fake/denoise": l_fake.detach().mean()}
         d = self.nets["d"]
         if turn == "d":  # line 26: the pairs of this step's generator turn (Algorithm 1), else fresh ones
             if self._pairs is None or self._pairs[0] != step:
@@ -85,12 +85,12 @@ class ADM(DMDXStage):
             _, x_real, x_fake, t_next, c = self._pairs
             self._pairs = None
             loss = hinge_d(self.latent_logits(d, x_real, t_next, c), self.latent_logits(d, x_fake.detach(), t_next, c))
-            return loss.mean(), {"d/hinge": float(loss.detach().mean())}
+            return loss.mean(), {"d/hinge": loss.detach().mean()}
         x0 = self.generate(z, cond, grad=True, generator=gen, guidance=w_g)  # lines 15-21
         x_real, x_fake, t_next = self.pairs(x0, cond, gen, w)
         loss = hinge_g(self.latent_logits(d, x_fake, t_next, cond))  # Eq. 7
         self._pairs = (step, x_real.detach(), x_fake.detach(), t_next, cond)
-        return loss.mean(), {"g/hinge": float(loss.detach().mean()), "g/image_std": float(x0.detach().std()),
+        return loss.mean(), {"g/hinge": loss.detach().mean(), "g/image_std": x0.detach().std(),
                              "g/real_cfg": w}
 
     def pairs(self, x0, cond, gen, w: float):

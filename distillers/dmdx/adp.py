@@ -67,25 +67,25 @@ class ADP(DMDXStage):
             fake_lat, fake_pix = self.disc_logits(x0.detach(), cond, gen)
             loss_lat = hinge_d(real_lat, fake_lat)
             loss = l1 * loss_lat
-            logs = {"d/latent": float(loss_lat.detach().mean())}
+            logs = {"d/latent": loss_lat.detach().mean()}
             if real_pix is not None:
                 loss_pix = hinge_d(real_pix, fake_pix)
                 loss = loss + l2 * loss_pix
-                logs["d/pixel"] = float(loss_pix.detach().mean())
+                logs["d/pixel"] = loss_pix.detach().mean()
             return loss.mean(), logs
         lat, pix = self.disc_logits(x0, cond, gen)  # Eq. 9
         g_lat = hinge_g(lat)
         loss = l1 * g_lat
-        logs = {"g/latent": float(g_lat.detach().mean()), "g/image_std": float(x0.detach().std())}
+        logs = {"g/latent": g_lat.detach().mean(), "g/image_std": x0.detach().std()}
         if pix is not None:
             g_pix = hinge_g(pix)
             loss = loss + l2 * g_pix
-            logs["g/pixel"] = float(g_pix.detach().mean())
+            logs["g/pixel"] = g_pix.detach().mean()
         lam_v = float(cfg["lambda_velocity"])
         if lam_v:  # optional Rectified-Flow MSE on the pair's velocity (Table 4 A1 alone; not in DMDX)
             l_v = adp_velocity_loss(v, y, z)
             loss = loss + lam_v * l_v
-            logs["g/velocity"] = float(l_v.detach().mean())
+            logs["g/velocity"] = l_v.detach().mean()
         return loss.mean(), logs
 
     # ---- export --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 from addbench.bases.loading import load_base, load_generator
 from addbench.bases.tiny import save_tiny_pipeline
 from addbench.train.entry import resolve_config, train
+from addbench.train.loop import read_logs
 
 FAST = ["batch=2", "real_images=toy:16", "tensorboard=false", "+progress=false", "head_width=8"]
 
@@ -79,8 +80,10 @@ def test_init_random_ablation_discards_teacher_weights(pipe):
 def test_lambda_adv_zero_removes_adversarial_gradient(pipe):
     plugin, _, cfg = _plugin(pipe, ["lambda_adv=0"])
     loss, logs = plugin.loss("g", _batch(cfg), 0)
+    logs = read_logs(logs)
     plugin2, _, _ = _plugin(pipe)
     loss2, logs2 = plugin2.loss("g", _batch(cfg), 0)
+    logs2 = read_logs(logs2)
     # same distillation term (same student, batch and noise), only the weighted adversarial term differs
     assert logs["g/distill"] == pytest.approx(logs2["g/distill"], rel=1e-5)
     assert float(loss) == pytest.approx(2.5 * logs["g/distill"], rel=1e-5)
@@ -97,6 +100,7 @@ def test_discriminator_learns_to_separate_real_from_a_bad_student(pipe):
     for _ in range(5):
         opt.zero_grad()
         loss, logs = plugin.loss("d", batch, 0)
+        logs = read_logs(logs)
         loss.backward()
         opt.step()
         losses.append(logs["d/hinge"])
@@ -107,6 +111,7 @@ def test_discriminator_learns_to_separate_real_from_a_bad_student(pipe):
 def test_r1_on_head_inputs_enters_the_d_loss(pipe):
     plugin, _, cfg = _plugin(pipe, ["r1_gamma=10.0"])
     loss, logs = plugin.loss("d", _batch(cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(logs["d/hinge"] + 10.0 * logs["d/r1"], rel=1e-4)
 
 
@@ -114,5 +119,6 @@ def test_r1_on_head_inputs_enters_the_d_loss(pipe):
 def test_other_weightings_run(pipe, weighting):
     plugin, _, cfg = _plugin(pipe, [f"weighting={weighting}", "teacher_guidance=2.0"])
     loss, logs = plugin.loss("g", _batch(cfg), 0)
+    logs = read_logs(logs)
     loss.backward()
     assert torch.isfinite(loss) and logs["g/distill"] >= 0

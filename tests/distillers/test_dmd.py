@@ -8,6 +8,7 @@ from addbench.bases.loading import load_base, load_generator
 from addbench.bases.tiny import save_tiny_pipeline
 from addbench.train.entry import resolve_config, train
 from addbench.train.odepairs import collect_ode_pairs
+from addbench.train.loop import read_logs
 
 FAST = ["batch=2", "prompts=toy:16", "tensorboard=false", "+progress=false"]
 
@@ -71,6 +72,7 @@ def test_turns_and_data_needs_follow_the_config(world):
 def test_generator_loss_is_dm_plus_weighted_regression(world):
     plugin, _, cfg = _plugin(world, ["lambda_reg=2.0"])
     loss, logs = plugin.loss("g", _batch(plugin, cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(logs["g/dm"] + 2.0 * logs["g/reg"], rel=1e-5)
     loss.backward()
     g = plugin.nets["g"]
@@ -87,6 +89,7 @@ def test_regression_pulls_the_generator_to_the_ode_endpoints(world):
     for _ in range(6):
         opt.zero_grad()
         loss, logs = plugin.loss("g", batch, 0)
+        logs = read_logs(logs)
         loss.backward()
         opt.step()
         regs.append(logs["g/reg"])
@@ -103,6 +106,7 @@ def test_fake_score_learns_the_generator_distribution(world):
     batch = _batch(plugin, cfg)
     opt.zero_grad()
     loss, logs = plugin.loss("fake", batch, 0)
+    logs = read_logs(logs)
     loss.backward()
     opt.step()
     assert logs["fake/denoise"] > 0

@@ -7,6 +7,7 @@ import torch
 from addbench.bases.loading import load_base, load_generator
 from addbench.bases.tiny import save_tiny_pipeline
 from addbench.train.entry import resolve_config, train
+from addbench.train.loop import read_logs
 
 FAST = ["batch=2", "head_width=64", "prompts=toy:8", "real_images=toy:8", "tensorboard=false", "+progress=false"]
 
@@ -77,9 +78,11 @@ def test_classifier_head_sits_on_the_fake_bottleneck_and_learns(pipe):
 def test_gan_weight_enters_the_generator_loss(pipe):
     plugin, cfg = _plugin(pipe, ["lambda_gan_g=0.5"])
     loss, logs = plugin.loss("g", _batch(cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(logs["g/dm"] + 0.5 * logs["g/gan"], rel=1e-5)
     plugin0, _ = _plugin(pipe, ["lambda_gan_g=0"])
     loss0, logs0 = plugin0.loss("g", _batch(cfg), 0)
+    logs0 = read_logs(logs0)
     assert "g/gan" not in logs0 and float(loss0) == pytest.approx(logs0["g/dm"], rel=1e-5)
     loss.backward()
     assert plugin.nets["g"].conv_out.weight.grad is not None
@@ -88,6 +91,7 @@ def test_gan_weight_enters_the_generator_loss(pipe):
 def test_fake_turn_trains_fake_score_and_head(pipe):
     plugin, cfg = _plugin(pipe, ["lambda_gan_d=2.0"])
     loss, logs = plugin.loss("fake", _batch(cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(logs["fake/denoise"] + 2.0 * logs["disc/cls"], rel=1e-5)
     loss.backward()
     assert plugin.nets["disc"].proj.out.weight.grad.abs().sum() > 0

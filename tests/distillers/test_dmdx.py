@@ -9,6 +9,7 @@ from addbench.bases.tiny import save_tiny_pipeline
 from addbench.errors import AddbenchError
 from addbench.schedules import FlowSchedule
 from addbench.train.entry import resolve_config, train
+from addbench.train.loop import read_logs
 
 FAST = ["batch=2", "tensorboard=false", "+progress=false", "latent_taps=base", "head_width=64"]
 
@@ -93,8 +94,10 @@ def test_adp_losses_weight_latent_and_pixel_discriminators(world):
     plugin, cfg = _plugin(ADP, world, world["adp"])
     assert len(plugin.nets["d"]["latent"]) == len(plugin.base.feature_taps) and len(plugin.nets["d"]["pixel"]) == 3
     loss, logs = plugin.loss("d", _batch(plugin, cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(0.85 * logs["d/latent"] + 0.15 * logs["d/pixel"], rel=1e-5)
     loss, logs = plugin.loss("g", _batch(plugin, cfg), 0)
+    logs = read_logs(logs)
     assert float(loss) == pytest.approx(0.85 * logs["g/latent"] + 0.15 * logs["g/pixel"], rel=1e-5)
     loss.backward()
     assert plugin.nets["g"].conv_out.weight.grad.abs().sum() > 0
@@ -134,10 +137,12 @@ def test_adm_algorithm_order_and_discriminator_reuses_generator_pairs(world):
     _, x_real, x_fake, t_next, _ = plugin._pairs
     assert torch.all(t_next >= 0) and torch.all(t_next <= 999.0 - 999.0 / 64 + 1e-6)
     loss_d, logs = plugin.loss("d", _batch(plugin, cfg, 0, 2), 0)
+    logs = read_logs(logs)
     assert len(calls) == 1 and plugin._pairs is None  # Algorithm 1 line 26: the same pairs, no new solve
     loss_d.backward()
     assert all(p.grad is not None for p in plugin.nets["d"].parameters())
     loss_f, logs_f = plugin.loss("fake", _batch(plugin, cfg, 1, 0), 1)
+    logs_f = read_logs(logs_f)
     loss_f.backward()
     assert plugin.nets["fake"].conv_out.weight.grad.abs().sum() > 0
 

@@ -1,4 +1,5 @@
 import json
+import math
 import statistics
 
 import pytest
@@ -101,10 +102,21 @@ def test_grad_norm_clips_each_network_and_reports_the_norm_before_clipping():
 
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
-    assert _grad_norm([p], 1.0) == pytest.approx(5.0)
+    assert float(_grad_norm([p], 1.0)) == pytest.approx(5.0)
     assert float(p.grad.norm()) == pytest.approx(1.0, rel=1e-5)
     p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
-    assert _grad_norm([p], 0.0) == pytest.approx(5.0) and float(p.grad.norm()) == pytest.approx(5.0)  # 0 = off
+    assert float(_grad_norm([p], 0.0)) == pytest.approx(5.0) and float(p.grad.norm()) == pytest.approx(5.0)  # 0 = off
+
+
+def test_read_logs_reads_floats_and_tensors_in_order():
+    from addbench.train.loop import read_logs
+
+    logs = {"g/loss": torch.tensor(1.5), "g/real_cfg": 4.0, "g/grad_norm": torch.tensor([2.25]).reshape(()),
+            "d/hinge": torch.tensor(float("nan"), dtype=torch.bfloat16)}
+    out = read_logs(logs)
+    assert list(out) == list(logs) and all(type(v) is float for v in out.values())
+    assert out["g/loss"] == 1.5 and out["g/real_cfg"] == 4.0 and out["g/grad_norm"] == 2.25
+    assert math.isnan(out["d/hinge"])
 
 
 def test_export_of_a_diffusers_student_is_an_addbench_checkpoint(tmp_path):

@@ -106,8 +106,6 @@ class FakeDistiller(Distiller):
         kill = os.environ.get("FAKE_KILL_AT_STEP")
         if kill is not None and step == int(kill) and turn == "g":
             os.kill(os.getpid(), signal.SIGKILL)  # a crash mid-run, no cleanup
-        if os.environ.get("FAKE_NAN_AT_STEP") == str(step):
-            return torch.tensor(float("nan")), {}
         x, z, cond = self._generate(batch)
         y = self._target(z, cond, batch["sample_seeds"])
         d = self.nets["d"]
@@ -116,11 +114,17 @@ class FakeDistiller(Distiller):
         if turn == "d":
             x = x.detach()
             loss = F.softplus(-d(y.flatten(1))).mean() + F.softplus(d(x.flatten(1))).mean()
-            return loss, {"d/real": float(d(y.flatten(1)).mean().detach())}
+            return self._nan_at(step, loss), {"d/real": float(d(y.flatten(1)).mean().detach())}
         reg = F.mse_loss(x, y)
         scale = float(os.environ.get("FAKE_COLLAPSE_SCALE", "1"))
         loss = reg + self.cfg["lambda_adv"] * F.softplus(-d(x.flatten(1))).mean()
-        return loss, {"g/reg": float(reg.detach()), "g/image_std": float(x.detach().std()) * scale}
+        # logs as a float and as 0-dim tensors (the loop reads both)
+        return self._nan_at(step, loss), {"g/reg": reg.detach(), "g/image_std": x.detach().std() * scale}
+
+    @staticmethod
+    def _nan_at(step, loss):
+        """``FAKE_NAN_AT_STEP``: a NaN that flows through the graph, as a diverged loss's does."""
+        return loss * float("nan") if os.environ.get("FAKE_NAN_AT_STEP") == str(step) else loss
 
     def preview(self, prompts, seed):
         z = per_sample_randn([seed + i for i in range(len(prompts))], (3, RES, RES), self.base.device)
