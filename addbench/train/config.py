@@ -27,8 +27,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "checkpoint_skip": [],      # ... except these (plug-in network names, "teacher", "vae"): memory traded for speed
     "compile": "none",          # torch.compile: none (= false) | blocks (= true; outermost repeated blocks) | layers
                                 # (innermost, e.g. every ResnetBlock2D) | layers:<Class>,... (only those classes)
-    "compile_mode": "default",  # torch.compile mode of those units: default | reduce-overhead (CUDA graphs) |
-                                # max-autotune | max-autotune-no-cudagraphs
+    "compile_mode": "default",  # torch.compile mode of those units: default | reduce-overhead (CUDA graphs; 45 s
+                                # ADM steps at SDXL scale, benchmarks/RESULTS.md) | max-autotune | max-autotune-no-cudagraphs
     "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
     "master_weights": "on",     # bf16/fp16 trained weights: on = fp32 master copies and fp32 AdamW moments beside
                                 # them | cpu = the same in host memory, stepped there | off = AdamW on the bf16
