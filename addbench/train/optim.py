@@ -56,14 +56,19 @@ class MasterAdamW:
     moves the gradients to the host and the rounded weights back."""
 
     def __init__(self, params: list[torch.Tensor], settings: dict, device: str | torch.device | None = None,
-                 chunk_bytes: int = CHUNK_BYTES):
+                 chunk_bytes: int = CHUNK_BYTES, staged: bool | None = None):
         self.params = list(params)
         self.masters = [p.detach().to(device or p.device, torch.float32, copy=True).requires_grad_()
                         if p.dtype in LOW_PRECISION else p for p in self.params]
         self.low = [i for i, (p, m) in enumerate(zip(self.params, self.masters)) if m is not p]
         self.same_device = all(self.params[i].device == self.masters[i].device for i in self.low)
+        # masters on another device (the host): move each chunk's gradients and weights as one flat buffer
+        # (:meth:`_stage_grads`, :meth:`_stage_back`); ``staged=True`` forces that path (tests it on one device)
+        self.staged = (not self.same_device) if staged is None else bool(staged)
         self.chunks = _chunks(self.low, [self.params[i].numel() * 4 for i in self.low], chunk_bytes)
         self.opt = adamw(self.masters, settings)
+        self._host: dict = {}  # (dtype, "in" | "out") -> flat host buffer (the largest chunk's), pinned for CUDA
+        self._h2d_done = None  # CUDA event after the last flat copy to the device (its host buffer is reused)
 
     @property
     def param_groups(self) -> list[dict]:
@@ -85,21 +90,79 @@ class MasterAdamW:
         as one call over all would (tested bitwise). Only one chunk's fp32 gradients exist at a time."""
         own = [(m, m.grad) for p, m in zip(self.params, self.masters) if m is p and m.grad is not None]
         for k, chunk in enumerate(self.chunks):
+            if self.staged:
+                self._stage_grads(chunk)
+            else:
+                for i in chunk:
+                    p, m = self.params[i], self.masters[i]
+                    m.grad = None if p.grad is None else p.grad.to(m.device, torch.float32)
             for i in chunk:
-                p, m = self.params[i], self.masters[i]
-                m.grad = None if p.grad is None else p.grad.to(m.device, torch.float32)
-                p.grad = None
+                self.params[i].grad = None
             self.opt.step()  # the first call also steps the parameters that are their own master
             if k == 0:
                 for m, _ in own:
                     m.grad = None
             for i in chunk:
                 self.masters[i].grad = None
-            self._copy_back(chunk)
+            if self.staged:
+                self._stage_back(chunk)
+            else:
+                self._copy_back(chunk)
         if not self.chunks:
             self.opt.step()
         for m, g in own:
             m.grad = g
+
+    def _by_dtype(self, chunk: list[int]) -> dict:
+        out: dict = {}
+        for i in chunk:
+            out.setdefault(self.params[i].dtype, []).append(i)
+        return out
+
+    def _buffer(self, key: tuple, numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
+        """A flat host buffer kept across chunks and steps, one per dtype and direction, grown to the largest
+        chunk (pinned memory makes the device copies DMA transfers; an SDXL UNet's pair is 2 x 512 MiB)."""
+        buf = self._host.get(key)
+        if buf is None or buf.numel() < numel:
+            buf = self._host[key] = torch.empty(numel, dtype=dtype, pin_memory=pin)
+        return buf[:numel]
+
+    def _stage_grads(self, chunk: list[int]) -> None:
+        """The chunk's low-precision gradients -> one flat buffer on their device -> one copy to the masters'
+        device (half the bytes of copying fp32, one transfer instead of one per tensor) -> cast to fp32 there ->
+        a view per master as its ``.grad``."""
+        for dtype, idx in self._by_dtype(chunk).items():
+            idx = [i for i in idx if self.params[i].grad is not None]
+            if not idx:
+                continue
+            flat = torch.cat([self.params[i].grad.reshape(-1) for i in idx])
+            dst = self.masters[idx[0]].device
+            if dst.type == "cpu":
+                host = self._buffer((dtype, "in"), flat.numel(), dtype, flat.is_cuda)
+                host.copy_(flat)  # blocking: the host reads it next
+                flat = host
+            grads = flat.to(dst, torch.float32).split([self.params[i].numel() for i in idx])
+            for i, g in zip(idx, grads):
+                self.masters[i].grad = g.view(self.masters[i].shape)
+
+    def _stage_back(self, chunk: list[int]) -> None:
+        """The chunk's masters, rounded into one flat low-precision host buffer -> one copy to the network's
+        device -> split into the network's parameters."""
+        for dtype, idx in self._by_dtype(chunk).items():
+            src, dev = self.masters[idx[0]].device, self.params[idx[0]].device
+            numels = [self.params[i].numel() for i in idx]
+            if src.type == "cpu":
+                if self._h2d_done is not None:
+                    self._h2d_done.synchronize()  # the last copy out of this buffer has left
+                flat = self._buffer((dtype, "out"), sum(numels), dtype, dev.type == "cuda")
+            else:
+                flat = torch.empty(sum(numels), dtype=dtype, device=src)
+            torch._foreach_copy_(list(flat.split(numels)), [self.masters[i].reshape(-1) for i in idx])
+            moved = flat.to(dev, non_blocking=True)
+            if dev.type == "cuda" and src.type == "cpu":
+                self._h2d_done = torch.cuda.Event()
+                self._h2d_done.record()
+            torch._foreach_copy_([self.params[i].reshape(-1) for i in idx], list(moved.split(numels)))
 
     def _copy_back(self, chunk: list[int]) -> None:
         if self.same_device:
