@@ -7,8 +7,8 @@ import torch
 from addbench.bases.loading import load_base, load_generator
 from addbench.bases.tiny import save_tiny_pipeline
 from addbench.train.entry import resolve_config, train
-from addbench.train.odepairs import collect_ode_pairs
 from addbench.train.loop import read_logs
+from addbench.train.odepairs import collect_ode_pairs
 
 FAST = ["batch=2", "prompts=toy:16", "tensorboard=false", "+progress=false"]
 
