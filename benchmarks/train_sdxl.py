@@ -287,6 +287,11 @@ class Clock:
         return (b - a) * 1e3
 
 
+# the CUDA caching allocator's counters kept per step (our name -> torch.cuda.memory_stats key)
+ALLOCATOR_COUNTERS = {"alloc_retries": "num_alloc_retries", "cuda_mallocs": "num_device_alloc",
+                      "cuda_frees": "num_device_free"}
+
+
 class TurnTimer:
     """Wraps the engine's ``TrainData`` (``batch`` marks the start of every turn call) and is a loop
     callback (``on_step`` marks the end of the step); counts FLOPs during step 0 when ``count_flops``."""
@@ -363,8 +368,7 @@ class TurnTimer:
         if not self.cuda:
             return {}
         st = torch.cuda.memory_stats()
-        return {"alloc_retries": st.get("num_alloc_retries", 0), "cuda_mallocs": st.get("num_device_alloc", 0),
-                "cuda_frees": st.get("num_device_free", 0)}
+        return {ours: st.get(torch_key, 0) for ours, torch_key in ALLOCATOR_COUNTERS.items()}
 
     def _allocator_counts(self) -> dict:
         """The allocator's events during this step (counted from the step's first turn)."""
@@ -469,7 +473,7 @@ def summarize(record: dict, timer: TurnTimer, micro_batch: int, warmup: int) -> 
     record["steps_run"] = len(timer.steps)
     record["steps"] = [{"step": s["step"], "step_ms": round(s["step_ms"], 2), "wall_ms": round(s["wall_ms"], 2),
                         "flop_counted": s["flop_counted"], "calls": [[t, round(ms, 2)] for t, ms in s["calls"]],
-                        **{k: s[k] for k in ("alloc_retries", "cuda_mallocs", "cuda_frees") if k in s}}
+                        **{k: s[k] for k in ALLOCATOR_COUNTERS if k in s}}
                        for s in timer.steps]
     if timer.peak_warmup_gib is not None:
         record["peak_warmup_gib"] = timer.peak_warmup_gib

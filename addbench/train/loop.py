@@ -214,7 +214,7 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
     wants_grad = {name: [p.requires_grad for p in net.parameters()] for name, net in nets.items()}
     # compile_mode=reduce-overhead: each turn is one iteration for torch's CUDA-graph trees (the graph outputs of
     # the turn before are not read again: losses and logs are eager tensors)
-    graph_turns = str(cfg.get("compile_mode", "default")).strip().lower() == "reduce-overhead"
+    graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
 
     def trainable(only: tuple[str, ...] | None):
         for name, net in nets.items():

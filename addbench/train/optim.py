@@ -53,18 +53,17 @@ class MasterAdamW:
     resumed run continues from the unrounded weights. Memory: 4 bytes per low-precision parameter more, and the
     AdamW moments are fp32 (as with fp32 weights). ``device="cpu"`` keeps the masters and their moments in host
     memory and steps them there (the GPU then holds only the low-precision weights and gradients); each step
-    moves the gradients to the host and the rounded weights back."""
+    moves each chunk's gradients to the host and its rounded weights back, one flat low-precision buffer each way."""
 
     def __init__(self, params: list[torch.Tensor], settings: dict, device: str | torch.device | None = None,
-                 chunk_bytes: int = CHUNK_BYTES, staged: bool | None = None):
+                 chunk_bytes: int = CHUNK_BYTES, staged: bool = False):
         self.params = list(params)
         self.masters = [p.detach().to(device or p.device, torch.float32, copy=True).requires_grad_()
                         if p.dtype in LOW_PRECISION else p for p in self.params]
         self.low = [i for i, (p, m) in enumerate(zip(self.params, self.masters)) if m is not p]
-        self.same_device = all(self.params[i].device == self.masters[i].device for i in self.low)
         # masters on another device (the host): move each chunk's gradients and weights as one flat buffer
-        # (:meth:`_stage_grads`, :meth:`_stage_back`); ``staged=True`` forces that path (tests it on one device)
-        self.staged = (not self.same_device) if staged is None else bool(staged)
+        # (:meth:`_stage_grads`, :meth:`_stage_back`); ``staged=True`` takes that path on one device too (tests)
+        self.staged = staged or any(self.params[i].device != self.masters[i].device for i in self.low)
         self.chunks = _chunks(self.low, [self.params[i].numel() * 4 for i in self.low], chunk_bytes)
         self.opt = adamw(self.masters, settings)
         self._host: dict = {}  # (dtype, "in" | "out") -> flat host buffer (the largest chunk's), pinned for CUDA
@@ -164,12 +163,8 @@ class MasterAdamW:
                 self._h2d_done.record()
             torch._foreach_copy_([self.params[i].reshape(-1) for i in idx], list(moved.split(numels)))
 
-    def _copy_back(self, chunk: list[int]) -> None:
-        if self.same_device:
-            torch._foreach_copy_([self.params[i] for i in chunk], [self.masters[i] for i in chunk])
-        else:  # rounded on the host, so half the bytes cross to the device
-            for i in chunk:
-                self.params[i].copy_(self.masters[i].to(self.params[i].dtype))
+    def _copy_back(self, chunk: list[int]) -> None:  # masters on the parameters' device
+        torch._foreach_copy_([self.params[i] for i in chunk], [self.masters[i] for i in chunk])
 
     def state_dict(self) -> dict:
         """References, like ``torch.optim.Optimizer.state_dict`` (no copy: 10 GB per SDXL UNet)."""
