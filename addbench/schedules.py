@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "flow")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "flow", "sample")  # sample = x0-prediction
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -55,6 +55,8 @@ class NoiseSchedule:
             return eps
         if self.prediction_type == "v_prediction":
             return a * eps - s * x0
+        if self.prediction_type == "sample":
+            return x0
         return eps - x0  # flow velocity
 
     def to_x0_eps(self, model_out: torch.Tensor, x_t: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +68,9 @@ class NoiseSchedule:
         elif self.prediction_type == "v_prediction":  # a^2 + s^2 = 1
             x0 = a * x_t - s * model_out
             eps = s * x_t + a * model_out
+        elif self.prediction_type == "sample":  # the output is x0 itself
+            x0 = model_out
+            eps = (x_t - a * x0) / s.clamp_min(1e-8)
         else:  # flow: x_t = (1-s) x0 + s eps, v = eps - x0
             x0 = x_t - s * model_out
             eps = x_t + a * model_out
@@ -109,8 +114,8 @@ class VPSchedule(NoiseSchedule):
     snr_shift_scale: float = 1.0
 
     def __post_init__(self):
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ValueError(f"VPSchedule supports epsilon / v_prediction, got {self.prediction_type!r}")
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"VPSchedule supports epsilon / v_prediction / sample, got {self.prediction_type!r}")
         n = self.num_train_timesteps
         if self.beta_schedule == "scaled_linear":
             betas = torch.linspace(self.beta_start ** 0.5, self.beta_end ** 0.5, n, dtype=torch.float64) ** 2

@@ -70,7 +70,7 @@ run dmdx dmdx
 run add-adv0 student add-adv0 add --set lambda_adv=0          # Table 1d: L_distill alone -> no usable 1-step student
 run add-randinit student add-randinit add --set init=random   # Table 1c: random student init collapses
 run dmd2-nogan student dmd2-nogan dmd2 --set lambda_gan_g=0 --set lambda_gan_d=0
-run dmdx-adm-noadp student dmdx-adm-noadp dmdx.adm --set student_schedule=base
+run dmdx-adm-noadp student dmdx-adm-noadp dmdx.adm --set readout=base
 # learning-rate sensitivity of the two adversarial fine-tunes (the toy lr is ours, not the papers')
 run add-lr1e-5 student add-lr1e-5 add --set lr_g=1e-5 --set lr_d=2e-5
 wait

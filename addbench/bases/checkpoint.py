@@ -58,11 +58,10 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device=None, dtype=None) -> tup
     cls = type(base.network)
     student = cls.from_pretrained(str(Path(ckpt_dir).expanduser() / "network"), torch_dtype=base.dtype)
     base.network = student.to(base.device).eval().requires_grad_(False)
-    if (meta.get("config") or {}).get("student_schedule") == "flow":
-        # DMDX students predict the rectified-flow velocity on the straight path over the base's [0, T]
-        from addbench.schedules import FlowSchedule
+    # the student samples on the schedule and parameterisation it was trained with (addbench/readout.py)
+    from addbench.readout import Readout
 
-        base.schedule = FlowSchedule(num_train_timesteps=int(round(base.schedule.T)))
+    base.schedule = Readout.from_checkpoint(meta).schedule_for(base.schedule)
     return base, Sampler.from_dict(meta["sampler"]), meta
 
 

@@ -8,6 +8,7 @@ from addbench.discriminators import Dinov2Backbone, DMDXHead, MultiHeadDiscrimin
 from addbench.errors import AddbenchError
 from addbench.losses import add_distillation_loss, distill_target, hinge_d, hinge_g, nfsd_target, r1_penalty
 from addbench.losses.score import sample_timesteps
+from addbench.readout import Readout, student_x0
 from addbench.schedules import uniform_student_timesteps
 from addbench.train.plugin import Distiller, Turn, per_sample_rand, per_sample_randn
 
@@ -38,6 +39,10 @@ class ADD(Distiller):
             reinit_(student)
         elif cfg["init"] != "teacher":
             raise AddbenchError(f"init={cfg['init']!r}; use init=teacher (ADD) or init=random (Table 1c ablation)")
+        # Sec. 3.1: zero-terminal SNR at τ_n = 1000 (readout v_prediction+ztsnr); the student's inputs x_s and
+        # its output live on the readout's schedule, the teacher's target on the teacher's (addbench/readout.py)
+        self.readout = Readout.parse(cfg["readout"])
+        self.student_schedule = self.readout.schedule_for(self.schedule)
         self.student_ts = uniform_student_timesteps(self.schedule.T, int(cfg["student_steps"]))
         res = int(cfg["resolution"])
         self.shape = tuple(base.latent_shape(res, res))
@@ -92,14 +97,13 @@ class ADD(Distiller):
         idx = (per_sample_rand(seeds, salt=11) * n).long().clamp(max=n - 1)
         s = torch.tensor([self.student_ts[i] for i in idx.tolist()], device=x0.device, dtype=torch.float64)
         eps = per_sample_randn(seeds, tuple(x0.shape[1:]), device=x0.device)
-        x_s = self.schedule.add_noise(x0, eps, s)
-        if self.cfg["zero_terminal_snr"]:
-            # zero-terminal SNR at τ_n = T: the input is pure noise, as at inference. (The output is read with
-            # the base schedule's α_T > 0: Lin et al.'s rescaled α_T = 0 would make ε-prediction undefined.)
-            top = (s >= self.schedule.T).reshape(-1, *([1] * (x0.ndim - 1)))
-            x_s = torch.where(top, eps, x_s)
+        x_s = self.student_schedule.add_noise(x0, eps, s)
+        # at τ_n = T the input is pure noise, as at inference (automatic at zero terminal SNR, where α_T = 0;
+        # on a schedule with α_T > 0 the few x0 values it would leak are replaced by the noise itself)
+        top = (s >= self.schedule.T).reshape(-1, *([1] * (x0.ndim - 1)))
+        x_s = torch.where(top, eps, x_s)
         with torch.set_grad_enabled(grad):
-            x_hat = self.base.x0(x_s, s.float(), cond, network=self.nets["g"]).float()
+            x_hat = student_x0(self.base, self.student_schedule, self.nets["g"], x_s, s.float(), cond)
         return x0, x_hat
 
     def _teacher_target(self, x_hat, cond, t, noise):
@@ -144,7 +148,8 @@ class ADD(Distiller):
         noise = torch.randn(x_hat.shape, generator=batch["generator"], device=x0.device)
         target = self._teacher_target(x_hat.detach(), cond, t, noise)
         # Sec. 3.1: d in pixel space (base.decode is the VAE on latent bases, the identity on pixel bases)
-        loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, cfg["weighting"], decode=self.base.decode)
+        loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, cfg["weighting"], decode=self.base.decode,
+                                          reduction=cfg["distill_reduction"])
         loss = (lam_adv * loss_adv + lam * loss_dist).mean()
         return loss, {"g/adv": loss_adv.detach().mean(), "g/distill": loss_dist.detach().mean(),
                       "g/image_std": x_hat.detach().std()}
@@ -157,12 +162,14 @@ class ADD(Distiller):
         # 1 step from pure noise at τ_n = T, no CFG (Sec. 1); --set +sampler.steps=4 for the 4-step sampler
         steps = int((self.cfg.get("sampler") or {}).get("steps", 1))
         ts = tuple(uniform_student_timesteps(self.schedule.T, steps))
-        return network, Sampler(steps=steps, timesteps=ts, guidance=1.0, solver=s.solver, height=s.height, width=s.width)
+        return network, Sampler(steps=steps, timesteps=ts, guidance=1.0, solver=self.readout.solver, height=s.height,
+                                width=s.width)
 
     def preview(self, prompts, seed):
         from addbench.bases.sampling import initial_noise
 
         z = initial_noise([seed + i for i in range(len(prompts))], self.shape).to(self.base.device)
         with torch.no_grad():
-            x = self.base.x0(z, self.schedule.T, self.base.encode_prompts(prompts), network=self.nets["g"])
+            x = student_x0(self.base, self.student_schedule, self.nets["g"], z, self.schedule.T,
+                           self.base.encode_prompts(prompts))
             return self.base.decode(x).clamp(-1, 1)

@@ -5,9 +5,15 @@ paper gives are marked (paper); values it does not give are ours and marked (our
 
 Keys
 - ``init``: "teacher" (Sec. 3.1, student = copy of the pretrained UNet) | "random" (Table 1c ablation).
-- ``student_steps`` N and ``zero_terminal_snr`` (Sec. 3.1: N = 4, τ_n = 1000, zero-terminal SNR).
+- ``student_steps`` N (Sec. 3.1: N = 4, τ_n = 1000).
+- ``readout`` (``addbench/readout.py``): how the student's output becomes x̂_θ. Paper: "we set τ_n = 1000 and
+  enforce zero-terminal SNR"; at zero terminal SNR α_T = 0, so an ε-prediction is undefined at τ_n and Lin et
+  al. switch to v-prediction: ``v_prediction+ztsnr`` (SD2.1, ADD-M's base, is a v-prediction model already;
+  for ε-prediction bases it re-reads the teacher's output head, which the student must re-learn).
 - ``lambda_distill`` λ (Eq. 1, 2.5 in all experiments) and ``lambda_adv`` (1; 0 gives the Table 1d
   "L_distill alone" ablation).
+- ``distill_reduction``: d of Eq. 4 is the squared L2 norm ||·||²₂ ("sum" over pixel values, paper; "mean"
+  divides by the D values and makes L_distill D times weaker against L_adv: 1/3072 on the toy).
 - ``weighting``: "exponential" c(t)=α_t (default in ablations) | "sds" c(t)=α_t/(2σ_t)·w(t) (appendix A) |
   "nfsd" (Katzir et al., used for the final ADD-XL model, Table 1d).
 - ``distill_t``: [lo, hi] fractions of T for the teacher timestep t of Eq. 4 (not in the paper; ours,
@@ -31,10 +37,11 @@ from distillers.budget import TOY_BUDGET
 _COMMON = {
     "init": "teacher",
     "student_steps": 4,
-    "zero_terminal_snr": True,
+    "readout": "v_prediction+ztsnr",
     "lambda_distill": 2.5,
     "lambda_adv": 1.0,
     "weighting": "exponential",
+    "distill_reduction": "sum",
     "distill_t": [0.02, 0.98],
     "teacher_guidance": 1.0,
     "r1_gamma": 1e-5,

@@ -6,6 +6,7 @@ import torch
 
 from addbench.errors import AddbenchError
 from addbench.losses import base_x0_fn, dmd_loss, fake_score_loss, lpips_distance, ode_regression_loss
+from addbench.readout import Readout, student_x0
 from addbench.train.plugin import Distiller, Turn, per_sample_randn
 
 from .presets import PRESETS
@@ -36,6 +37,10 @@ class DMD(Distiller):
             raise AddbenchError(f"init={cfg['init']!r}; DMD initialises the generator from the teacher (init=teacher)")
         res = int(cfg["resolution"])
         self.shape = tuple(base.latent_shape(res, res))
+        # the generator's output is read on its own schedule at gen_t (addbench/readout.py)
+        self.readout = Readout.parse(cfg["readout"])
+        self.student_schedule = self.readout.schedule_for(self.schedule)
+        self.gen_t = float(cfg["gen_t"])
         self.distance = None
         if float(cfg["lambda_reg"]):
             net = cfg["lpips_net"]
@@ -44,9 +49,9 @@ class DMD(Distiller):
                 "fake": base.copy_network().requires_grad_(True).train()}
 
     def generate(self, noise: torch.Tensor, cond, grad: bool) -> torch.Tensor:
-        """One step: x̂ = G(z) = x0 prediction of the generator at t = T from pure noise z."""
+        """One step: x̂ = G(z), the generator told ``gen_t`` on pure noise z, read out as x0 (``readout``)."""
         with torch.set_grad_enabled(grad):
-            return self.base.x0(noise, self.schedule.T, cond, network=self.nets["g"]).float()
+            return student_x0(self.base, self.student_schedule, self.nets["g"], noise, self.gen_t, cond)
 
     def loss(self, turn, batch, step):
         cfg = self.cfg
@@ -77,7 +82,8 @@ class DMD(Distiller):
         from addbench.bases.interface import Sampler
 
         s = self.base.default_sampler
-        return network, Sampler(steps=1, timesteps=(float(self.schedule.T),), guidance=1.0, solver=s.solver,
+        # exactly the trained generator: pure noise at gen_t, read with the readout the checkpoint records
+        return network, Sampler(steps=1, timesteps=(self.gen_t,), guidance=1.0, solver=self.readout.solver,
                                 height=s.height, width=s.width)
 
     def preview(self, prompts, seed):

@@ -11,7 +11,10 @@ Keys
 - ``lambda_reg``: weight of the LPIPS ODE-pair regression loss, 0.25 (check).
 - ``lambda_dm``: weight of the DM loss (1).
 - ``fake_per_g``: fake-score updates per generator update (DMD v1: 1; DMD2 raises it to 5).
-- ``gen_t``: the timestep the one-step generator is called at (T: pure noise in, x0 out).
+- ``gen_t`` / ``readout``: the one-step generator is fed pure noise, told timestep ``gen_t`` and its output read
+  as x0 by ``readout`` (``addbench/readout.py``). DMD: t = T (999) in the teacher's own ε-parameterisation
+  ("base"). At T an ε-readout amplifies the output 1/α_T = 14.6x on SD1.5's schedule; DMD2's SDXL 1-step
+  script tells the generator 399 instead (``--conditioning_timestep 399``).
 - ``ode_pairs``: directory of teacher ODE pairs collected offline (``addbench/train/odepairs.py``), made with
   ``reg_pairs`` pairs and ``reg_pair_steps`` teacher steps (recorded here for the collection script); each
   generator step regresses ``batch`` pairs.
@@ -25,6 +28,8 @@ from distillers.budget import TOY_BUDGET
 
 _COMMON = {
     "init": "teacher",
+    "readout": "base",
+    "gen_t": 999.0,
     "real_guidance": 3.0,
     "dm_t": [0.02, 0.98],
     "lambda_dm": 1.0,

@@ -8,6 +8,7 @@ import torch
 from addbench.discriminators import DMD2Head, NetworkTaps
 from addbench.losses import base_x0_fn, dmd_loss, fake_score_loss, softplus_d, softplus_g
 from addbench.losses.score import sample_timesteps
+from addbench.readout import Readout, student_x0
 from addbench.schedules import uniform_student_timesteps
 from addbench.train.init_from import init_network
 from addbench.train.plugin import Distiller, Turn, per_sample_randn
@@ -33,6 +34,8 @@ class DMD2(Distiller):
         self.teacher = base.network.requires_grad_(False).eval()  # real score
         g, _ = init_network(base, cfg["init"])
         fake = base.copy_network().requires_grad_(True).train()
+        self.readout = Readout.parse(cfg["readout"])
+        self.student_schedule = self.readout.schedule_for(self.schedule)  # addbench/readout.py
         n = int(cfg["gen_steps"])
         self.gen_ts = [float(cfg["gen_t"])] if n == 1 else uniform_student_timesteps(self.schedule.T, n)
         res = int(cfg["resolution"])
@@ -50,7 +53,7 @@ class DMD2(Distiller):
 
     # ---- generator ---------------------------------------------------------------------------------
     def g_x0(self, x_t, t, cond):
-        return self.base.x0(x_t, float(t), cond, network=self.nets["g"]).float()
+        return student_x0(self.base, self.student_schedule, self.nets["g"], x_t, float(t), cond)
 
     def generate(self, z: torch.Tensor, cond, grad: bool, generator=None) -> torch.Tensor:
         """x̂ = G(z): one step at ``gen_t``; N steps with backward simulation: pick n ~ U{0..N-1} (one per
@@ -64,7 +67,7 @@ class DMD2(Distiller):
             for i in range(n):
                 x0 = self.g_x0(x, ts[i], cond)
                 noise = torch.randn(x0.shape, generator=generator, device=x0.device)
-                x = self.schedule.add_noise(x0, noise, ts[i + 1])
+                x = self.student_schedule.add_noise(x0, noise, ts[i + 1])
         with torch.set_grad_enabled(grad):
             return self.g_x0(x, ts[n], cond)
 
@@ -118,7 +121,7 @@ class DMD2(Distiller):
         # The harness samples deterministically (DDIM between the timesteps); DMD2's own multi-step sampler
         # re-noises with fresh noise instead: identical for 1 step, different for gen_steps > 1.
         return network, Sampler(steps=len(self.gen_ts), timesteps=tuple(self.gen_ts), guidance=1.0,
-                                solver=s.solver, height=s.height, width=s.width)
+                                solver=self.readout.solver, height=s.height, width=s.width)
 
     def preview(self, prompts, seed):
         from addbench.bases.sampling import initial_noise

@@ -13,6 +13,8 @@ Keys (``addbench train dmd2 --base B --set key=value`` overrides any of them)
 - ``gen_steps`` / ``gen_t``: 1-step generator called on pure noise at ``gen_t`` (999; the SDXL 1-step
   script uses conditioning_timestep 399 after ODE pre-regression) or an N-step generator on
   {999, 749, 499, 249} with backward simulation (``backward_simulation``).
+- ``readout``: how the generator's output becomes x0 (``addbench/readout.py``); DMD2: the teacher's own
+  ε-parameterisation ("base") on every base.
 - ``lr_g`` / ``lr_fake`` / ``lr_disc`` / ``betas`` / ``weight_decay``: AdamW (DMD2 trains fake UNet and
   classifier head with one "guidance" optimiser; betas (0.9, 0.999), weight decay 0.01 (check)).
 - ``grad_clip``: max grad norm 10 (scripts).
@@ -29,6 +31,7 @@ _COMMON = {
     "gan_t_max": 1.0,
     "gen_steps": 1,
     "gen_t": 999.0,
+    "readout": "base",
     "backward_simulation": True,
     "head_width": 0,  # classifier width; 0 = the bottleneck's channels (DMD2: 1280)
     "betas": [0.9, 0.999],  # (check: torch AdamW defaults in train_sd.py)

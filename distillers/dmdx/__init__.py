@@ -6,7 +6,7 @@ Stage 1, ADP (Sec. 4.2, Eq. 9-10; ``addbench train dmdx.adp``)
 - offline teacher ODE pairs (z, y) (``addbench.train.odepairs``: N-step deterministic teacher solve, CFG).
 - noisy input = linear interpolation x_t = (1 - t/T) y + (t/T) z (Rectified Flow), t = (1 - u³)·T, u ~ U[0,1)
   (cubic schedule, Sec. 4.2.1); the generator's raw output is read as the pair's velocity v = z - y
-  (student_schedule = flow) and x̂0 = x_t - (t/T) v̂.
+  (readout = flow) and x̂0 = x_t - (t/T) v̂.
 - D_τ1 (latent): frozen teacher + trainable heads on every down / mid / up block output; inputs x̂0 and y
   diffused with the teacher's q(x_t'|x0), t' ~ U(0, T], teacher called at t' with the text condition.
 - D_τ2 (pixel): SAM ViT image encoder + heads on layers 3, 6, 9, 12 of VAE-decoded images (DINOv2 worse,
@@ -39,7 +39,7 @@ Video, CogVideoX-2b / -5b (Table 3, Sec. 5.2, appendix B; ``addbench train dmdx.
 Optimisation (appendix B): AdamW, no weight decay, betas (0, 0.99); lr D 5e-6, fake 1e-6 always; SDXL
 generator 1e-6 (ADP) / 1e-7 (ADM); 8K iterations each, batch 128, bf16, FSDP, gradient checkpointing.
 Inference: no CFG (except video "w/ CFG"); Euler on the straight path for flow students (the checkpoint's config records
-student_schedule = flow and ``addbench.bases.checkpoint`` loads the student with that schedule).
+readout = flow and ``addbench.bases.checkpoint`` loads the student with that schedule).
 """
 from .adm import ADM
 from .adp import ADP

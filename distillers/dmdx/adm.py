@@ -24,11 +24,13 @@ class ADM(DMDXStage):
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()  # real score F_φ and D_τ's frozen backbone
         g, meta = init_network(base, cfg["init"])
-        kind = cfg["student_schedule"]
-        if meta and (meta.get("config") or {}).get("student_schedule", "base") != kind:
-            raise AddbenchError(f"init={cfg['init']} was trained with student_schedule="
-                                f"{(meta.get('config') or {}).get('student_schedule', 'base')}; set the same here")
-        self.set_student_schedule(kind)
+        self.set_readout(cfg["readout"])
+        if meta:
+            from addbench.readout import Readout
+
+            trained = Readout.from_checkpoint(meta)
+            if trained != self.readout:
+                raise AddbenchError(f"init={cfg['init']} was trained with readout={trained.spec}; set the same here")
         n = int(cfg["gen_steps"])
         self.gen_ts = sampler_timesteps(self.student_schedule, n)  # t_N .. t_1 (1 step: [T])
         self.shape = train_shape(base, cfg)
@@ -107,7 +109,7 @@ class ADM(DMDXStage):
         from addbench.bases.interface import Sampler
 
         s = self.base.default_sampler
-        solver = "euler" if self.student_kind == "flow" else s.solver
+        solver = self.readout.solver
         return network, Sampler(steps=len(self.gen_ts), timesteps=tuple(self.gen_ts), guidance=self.inference_guidance(),
                                 solver=solver, height=s.height, width=s.width, frames=s.frames)
 

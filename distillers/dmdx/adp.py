@@ -23,10 +23,10 @@ class ADP(DMDXStage):
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()
         g, _ = init_network(base, cfg["init"])
-        if cfg["student_schedule"] != "flow":
+        if cfg["readout"] != "flow":
             from addbench.errors import AddbenchError
-            raise AddbenchError("ADP trains a rectified-flow velocity student (Sec. 4.2); keep student_schedule=flow")
-        self.set_student_schedule("flow")
+            raise AddbenchError("ADP trains a rectified-flow velocity student (Sec. 4.2); keep readout=flow")
+        self.set_readout("flow")
         self.shape = train_shape(base, cfg)
         d = nn.ModuleDict({"latent": self.build_latent_disc(base, cfg)})
         if float(cfg["lambda_pixel"]):
@@ -97,7 +97,7 @@ class ADP(DMDXStage):
         from addbench.schedules import sampler_timesteps
 
         ts = tuple(sampler_timesteps(self.student_schedule, steps))
-        # Euler on the straight path; the checkpoint's config says student_schedule=flow, which the loader honours
+        # Euler on the straight path; the checkpoint's config says readout=flow, which the loader honours
         return network, Sampler(steps=steps, timesteps=ts, guidance=1.0, solver="euler", height=s.height,
                                 width=s.width, frames=s.frames)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from addbench.discriminators import DMDXHead, Dinov2Backbone, NetworkTaps, SamBackbone, Video3DHead
 from addbench.errors import AddbenchError
-from addbench.losses import adp_schedule
+from addbench.readout import Readout, student_x0
 from addbench.train.config import checkpointed
 from addbench.train.plugin import Distiller
 
@@ -19,20 +19,16 @@ class DMDXStage(Distiller):
     student_network = "g"
 
     # ---- student parameterisation --------------------------------------------------------------------
-    def set_student_schedule(self, kind: str) -> None:
-        """"flow": the student's raw output is the rectified-flow velocity on [0, T] (ADP, Sec. 4.2);
-        "base": the teacher's own parameterisation (ADM started from the teacher, Table 4 B1)."""
-        if kind not in ("flow", "base"):
-            raise AddbenchError(f"student_schedule={kind!r}; use flow (DMDX) or base")
-        self.student_kind = kind
-        self.student_schedule = adp_schedule(self.schedule.T) if kind == "flow" else self.schedule
+    def set_readout(self, spec: str) -> None:
+        """``readout`` (addbench/readout.py): "flow" = the rectified-flow velocity on [0, T] (ADP, Sec. 4.2);
+        "base" = the teacher's own parameterisation (ADM started from the teacher, Table 4 B1)."""
+        self.readout = Readout.parse(spec)
+        self.student_schedule = self.readout.schedule_for(self.schedule)
 
     def student_x0(self, x_t, t, cond, guidance: float = 1.0) -> torch.Tensor:
         """The student's x̂0 in its own parameterisation; with ``guidance != 1`` classifier-free guidance on its
         raw output (``base.predict_cfg``, as the real score's CFG)."""
-        out = self.base.predict_cfg(x_t, torch.as_tensor(t, dtype=torch.float32, device=x_t.device), cond, guidance,
-                                    network=self.nets["g"])
-        return self.student_schedule.to_x0(out.float(), x_t.float(), t).float()
+        return student_x0(self.base, self.student_schedule, self.nets["g"], x_t, t, cond, guidance)
 
     # ---- latent discriminator D_τ(x_t, t): frozen teacher + one DMDX head per block output ----------------
     def build_latent_disc(self, base, cfg) -> nn.ModuleList:

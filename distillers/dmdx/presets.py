@@ -1,8 +1,9 @@
 """DMDX hyper-parameters per base (Lu et al. 2025; Sec. 4, Sec. 5 and appendix B of the paper).
 
 ADP keys (stage 1, ``addbench train dmdx.adp``)
-- ``init``: "teacher" (paper) or a checkpoint dir; ``student_schedule``: "flow" (the student predicts the
-  pair's velocity on the straight path, Sec. 4.2; the exported checkpoint records it for the loader).
+- ``init``: "teacher" (paper) or a checkpoint dir; ``readout``: "flow" (the student predicts the pair's
+  velocity on the straight path, Sec. 4.2; the exported checkpoint records it for the loader;
+  ``addbench/readout.py``).
 - ``lambda_latent`` λ1 = 0.85, ``lambda_pixel`` λ2 = 0.15 (Eq. 9-10; Table 4 A3/A4 ablate 0.7/0.3, 1/0).
 - ``latent_taps``: module names of the teacher whose outputs feed D_τ1's heads ("base" = the base adapter's
   ``feature_taps``); paper: every down / mid / up block of SDXL, 7 heads.
@@ -55,7 +56,7 @@ _TOY = {  # ours: trains in minutes on 2 CPU cores under distillers/BUDGET.md
 _COGVIDEOX = {
     **_OPT,
     "init": "teacher",
-    "student_schedule": "base",
+    "readout": "base",
     "real_guidance": [5.0, 7.0],
     "student_cfg": False,  # True: "ADM w/ CFG" (16 NFE at 8 steps)
     "student_cfg_offset": 2.0,
@@ -78,7 +79,7 @@ _COGVIDEOX = {
 ADP_PRESETS: dict[str, dict] = {
     "toy": {
         **_TOY,
-        "student_schedule": "flow",
+        "readout": "flow",
         "lambda_latent": 0.85,
         "lambda_pixel": 0.15,
         "lambda_velocity": 0.0,
@@ -95,7 +96,7 @@ ADP_PRESETS: dict[str, dict] = {
     "sdxl": {
         **_OPT,
         "init": "teacher",
-        "student_schedule": "flow",
+        "readout": "flow",
         "lambda_latent": 0.85,
         "lambda_pixel": 0.15,
         "lambda_velocity": 0.0,
@@ -116,8 +117,8 @@ ADP_PRESETS: dict[str, dict] = {
 ADM_PRESETS: dict[str, dict] = {
     "toy": {
         **_TOY,
-        "init": "teacher",  # set init=<ADP checkpoint dir> (DMDX); teacher + student_schedule=base = Table 4 B1
-        "student_schedule": "flow",
+        "init": "teacher",  # set init=<ADP checkpoint dir> (DMDX); teacher + readout=base = Table 4 B1
+        "readout": "flow",
         "real_guidance": [2.5, 3.5],  # ours: around the toy teacher's default CFG 3 (paper: recommended ± 1)
         # ours: ADM fine-tunes the ADP student at 1/100 of ADP's generator lr (the paper's SDXL runs use 1/10:
         # 1e-7 vs 1e-6). Measured on toy-2k from the same ADP checkpoint (FID 33.7): ADM lr_g 1e-4 -> 238,
@@ -131,7 +132,7 @@ ADM_PRESETS: dict[str, dict] = {
     "sdxl": {
         **_OPT,
         "init": "teacher",
-        "student_schedule": "flow",
+        "readout": "flow",
         "real_guidance": [6.0, 8.0],
         "dt_fraction": 1 / 64,
         "gen_steps": 1,
@@ -153,7 +154,7 @@ ADM_PRESETS: dict[str, dict] = {
     "sd3": {
         **_OPT,
         "init": "teacher",
-        "student_schedule": "base",
+        "readout": "base",
         "real_guidance": [6.0, 8.0],
         "dt_fraction": 1 / 64,
         "gen_steps": 4,  # (check: the step count of the SD3 runs is not in our copy of the text)

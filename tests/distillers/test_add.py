@@ -45,22 +45,31 @@ def test_smoke_train_export_load(pipe, tmp_path):
     assert any(not torch.equal(teacher[k], student[k]) for k in teacher), "the student did not change"
 
 
-def test_zero_terminal_snr_input_is_pure_noise(pipe):
-    plugin, base, cfg = _plugin(pipe, ["student_steps=1"])  # τ set = {T}: every input is at the top
+@pytest.mark.parametrize("readout", ["v_prediction+ztsnr", "base"])
+def test_top_student_input_is_pure_noise(pipe, readout):
+    """τ_n = T: the student sees pure noise, as at inference (zero terminal SNR makes it so; with α_T > 0 the
+    leaked x0 is replaced), and its output is read on the readout's schedule."""
+    plugin, base, cfg = _plugin(pipe, ["student_steps=1", f"readout={readout}"])  # τ set = {T}
     seen = {}
-    orig = base.x0
+    orig = base.predict_cfg
 
-    def spy(x_t, t, cond, **kw):
-        seen["x"], seen["t"] = x_t, t
-        return orig(x_t, t, cond, **kw)
+    def spy(x_t, t, cond, guidance=1.0, network=None, null=None):
+        seen["x"], seen["t"], seen["out"] = x_t, t, orig(x_t, t, cond, guidance, network, null)
+        return seen["out"]
 
-    base.x0 = spy
+    base.predict_cfg = spy
     batch = _batch(cfg)
-    plugin.student_x0(batch, base.encode_prompts(batch["prompts"]), grad=False)
+    _, x_hat = plugin.student_x0(batch, base.encode_prompts(batch["prompts"]), grad=False)
     from addbench.train.plugin import per_sample_randn
 
     eps = per_sample_randn(batch["sample_seeds"], (3, 32, 32))
     assert torch.allclose(seen["x"], eps) and float(seen["t"].max()) == 999.0
+    a, s = base.schedule.alpha_sigma(torch.tensor(999.0))
+    if readout == "base":  # ε-readout with the teacher's α_T = 0.068
+        want = (eps - float(s) * seen["out"]) / float(a)
+    else:  # v-prediction at α_T = 0: x̂0 = -v̂
+        want = -seen["out"]
+    assert torch.allclose(x_hat, want.float(), atol=1e-4)
 
 
 def test_student_timesteps_are_the_uniform_set(pipe):

@@ -58,9 +58,9 @@ def test_adp_then_adm_train_export_load(world):
     assert isinstance(gen2.base.schedule, FlowSchedule)
     a, b = gen.base.network.state_dict(), gen2.base.network.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a), "ADM did not change the ADP student"
-    with pytest.raises(AddbenchError, match="student_schedule"):
+    with pytest.raises(AddbenchError, match="readout"):
         _plugin(__import__("distillers.dmdx", fromlist=["ADM"]).ADM, world,
-                world["adm"] + [f"init={adp}", "student_schedule=base"])
+                world["adm"] + [f"init={adp}", "readout=base"])
 
 
 def test_adp_inputs_are_linear_interpolations_with_cubic_timesteps(world):
@@ -128,7 +128,7 @@ def test_adp_latent_discriminator_learns_real_vs_grey(world):
 def test_adm_algorithm_order_and_discriminator_reuses_generator_pairs(world):
     from distillers.dmdx import ADM
 
-    plugin, cfg = _plugin(ADM, world, world["adm"] + ["student_schedule=base"])
+    plugin, cfg = _plugin(ADM, world, world["adm"] + ["readout=base"])
     assert [t.name for t in plugin.turns] == ["fake", "g", "d"] and all(t.every == 1 for t in plugin.turns)
     calls = []
     orig = plugin.pairs
@@ -148,7 +148,7 @@ def test_adm_algorithm_order_and_discriminator_reuses_generator_pairs(world):
 def test_adm_multistep_student_solves_without_grad_then_one_grad_step(world):
     from distillers.dmdx import ADM
 
-    plugin, cfg = _plugin(ADM, world, world["adm"] + ["student_schedule=base", "gen_steps=4"])
+    plugin, cfg = _plugin(ADM, world, world["adm"] + ["readout=base", "gen_steps=4"])
     assert plugin.gen_ts == [999.0, 749.0, 499.0, 249.0]
     seen = []
     orig = plugin.student_x0
