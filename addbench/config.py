@@ -78,7 +78,7 @@ class EvalConfig:
         from addbench.eval.runner import metric_kwargs
         from addbench.suites import load_suite
 
-        suite = load_suite(self.suite)
+        suite = load_suite(self.suite).with_generation_dtype(self.dtype)
         try:
             kwargs = metric_kwargs(suite, self.metric_overrides)
         except AddbenchError as exc:  # a missing $VAR is worth showing, not fatal, in a dry run
@@ -87,4 +87,5 @@ class EvalConfig:
             "name": suite.name, "version": suite.version, "config_sha256": suite.config_sha256,
             "path": suite.path, "prompts": suite.resolved["prompts"], "seeds": list(suite.seeds),
             "resolution": suite.resolution, "sampler": suite.sampler,
+            "generation_dtype": suite.generation_dtype,
             "metrics": [{"name": m.name, "kwargs": kw} for m, kw in zip(suite.metrics, kwargs)]}}

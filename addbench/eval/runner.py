@@ -42,7 +42,7 @@ from addbench.eval.samples import InlineExecutor, SampleWriter, clean_tmp, read_
 from addbench.metrics.views import ImageBatch
 from addbench.prompts import PromptSet, load_prompts
 from addbench.registry import METRICS
-from addbench.suites import Suite, load_suite, suite_hash
+from addbench.suites import Suite, canonical_dtype, load_suite, suite_hash
 
 CRASH_ENV = "ADDBENCH_TEST_CRASH_AFTER"  # test hook: raise after this many samples were written by this process
 SCORE_BATCH = 64  # images per scoring group (whole prompts)
@@ -77,10 +77,31 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@+-]+", "_", text).strip("_")[:60] or "model"
 
 
+def generation_dtype(gen: Generator) -> str | None:
+    """The dtype ``gen`` generates in (fp32 | bf16 | fp16, from ``describe()``); None when it does not say."""
+    dtype = gen.describe().get("dtype")
+    try:
+        return canonical_dtype(dtype)
+    except AddbenchError:
+        return str(dtype)  # an unusual dtype (float64, ...) is still part of the key, as named
+
+
 def run_key(gen: Generator, sampler: Sampler, suite: Suite, pset: PromptSet, limit: int | None) -> str:
+    """sha256 over model hash, sampler, suite config, prompt set, limit and the generation dtype (the dtype the
+    generator runs in, else the one the suite asks for): the same weights in bf16 and fp32 are two runs."""
     payload = json.dumps({"model": gen.model_hash, "sampler": sampler.to_dict(), "suite": suite.config_sha256,
-                          "prompts": pset.sha256, "limit": limit}, sort_keys=True)
+                          "prompts": pset.sha256, "limit": limit,
+                          "dtype": generation_dtype(gen) or suite.generation_dtype}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def check_generation_dtype(gen: Generator, suite: Suite) -> None:
+    """A generator handed in already loaded must run in the dtype its suite fixes."""
+    ran = generation_dtype(gen)
+    if suite.generation_dtype and ran and ran != suite.generation_dtype:
+        raise AddbenchError(f"{gen.name} generates in {ran} but suite {suite.name} generates in "
+                            f"{suite.generation_dtype}; load it in {suite.generation_dtype} or pass "
+                            f"dtype={ran!r} (--dtype {ran}: a run of its own, labelled in leaderboards)")
 
 
 def default_run_dir(out_dir: Path, gen: Generator, sampler: Sampler, suite: Suite, key: str) -> Path:
@@ -233,6 +254,11 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     in a thread on a CUDA stream of its own, so metric kernels run beside generation kernels (numbers unchanged).
     ``metric_precision``: fp32 | tf32 instead of the suite's ``metric_precision`` (its own config hash and run key;
     the record says so and ``addbench leaderboard`` labels the row).
+    ``dtype``: fp32 | bf16 | fp16, the dtype the model generates in. Default: the suite's ``generation_dtype`` (the
+    toy suites: fp32), else the model's (fp32 on the CPU, bf16 on a GPU). Like ``metric_precision``, a dtype other
+    than the suite's makes another suite configuration (``Suite.with_generation_dtype``): its own run key, recorded
+    in ``record["suite"]["generation_dtype"]`` and labelled "(bf16 generation)" by ``addbench leaderboard``. The
+    dtype the model ran in is part of the run key and in ``record["model"]["dtype"]`` either way.
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -241,23 +267,26 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
             raise AddbenchError(f"--metric-precision is for image suites; {suite.name} is scored by VBench in its own "
                                 "environment with its own precision")
         suite = suite.with_metric_precision(metric_precision)
+    suite = suite.with_generation_dtype(dtype)  # None: the suite's own (or, where it fixes none, the model's)
     if overlap_scoring and suite.metric_precision != "fp32":
         raise AddbenchError(f"--overlap-scoring needs metric precision fp32 (suite {suite.name} uses "
                             f"{suite.metric_precision}: a process-wide switch that would reach the generator's "
                             "matmuls running beside it); drop --overlap-scoring or pass --metric-precision fp32")
     if suite.kind == "video":  # VBench-style suites: mp4 files, scored in the VBench env
         from addbench.video.runner import evaluate_video
-        return evaluate_video(model, suite, out_dir, device, batch_size, sampler_overrides, dtype=dtype, limit=limit,
-                              run_dir=run_dir, progress=progress, rescore=rescore, metric_overrides=metric_overrides)
+        return evaluate_video(model, suite, out_dir, device, batch_size, sampler_overrides,
+                              dtype=suite.generation_dtype, limit=limit, run_dir=run_dir, progress=progress,
+                              rescore=rescore, metric_overrides=metric_overrides)
     pset = load_prompts(suite)
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}
     with distributed(device) as d, ThreadPoolExecutor(1, thread_name_prefix="addbench-metrics") as loader:
         mdev = metrics_device or d.device
         classes = metric_classes(suite, metric_overrides)  # unknown metrics / kwargs fail now
-        gen = _load_generator(model, d.device, dtype, overrides)
+        gen = _load_generator(model, d.device, suite.generation_dtype, overrides)
         if fast:
             gen = _make_fast(gen, fast)
+        check_generation_dtype(gen, suite)
         # default: the generator's own micro-batch, so no call is padded (results never depend on it)
         batch_size = batch_size or getattr(gen, "effective_micro_batch", None) or 8
         sampler = apply_sampler_overrides(gen.sampler, overrides)
@@ -270,8 +299,8 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
                   "generator": gen.describe(), "sampler": sampler.to_dict(), "nfe": sampler.nfe,
                   "suite": suite.name, "suite_version": suite.version, "suite_config_sha256": suite.config_sha256,
                   "prompt_sha256": pset.sha256, "limit": limit, "batch_size": batch_size, "score_batch": score_batch,
-                  "device": device,
-                  "dtype": dtype, "suite_config": suite.to_dict()}
+                  "device": device, "dtype": dtype, "generation_dtype": generation_dtype(gen) or suite.generation_dtype,
+                  "suite_config": suite.to_dict()}
         _prepare_run_dir(d, rdir, config)
         if d.is_main and record_path.exists():  # e.g. --rescore: the old record stands no longer
             rec.atomic_write_json(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
@@ -284,7 +313,7 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         if not (on_gpu if background_load is None else background_load):
             load_metrics = _done(_timed(build_metrics, suite, classes, mdev))
         prov = {"model": gen.name, "model_hash": gen.model_hash, "sampler": sampler.to_dict(), "suite": suite.name,
-                "suite_config_sha256": suite.config_sha256}
+                "suite_config_sha256": suite.config_sha256, "dtype": generation_dtype(gen) or suite.generation_dtype}
         loop = _Loop(gen, sampler, load_metrics, suite, pset.prompts, rdir / "samples", mdev, batch_size, prov,
                      overlap=overlap_scoring)
         t_loop = time.perf_counter()
@@ -515,7 +544,8 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
         "suite": {"name": suite.name, "version": suite.version, "hash": suite_hash(suite, pset.sha256),
                   "config_sha256": suite.config_sha256, "prompt_set": pset.name, "prompt_sha256": pset.sha256,
                   "n_prompts": n_prompts, "seeds": list(suite.seeds), "noise_seed": "seed * 1000000 + prompt_index",
-                  "resolution": suite.resolution, "limit": limit, "metric_precision": suite.metric_precision},
+                  "resolution": suite.resolution, "limit": limit, "metric_precision": suite.metric_precision,
+                  "generation_dtype": suite.generation_dtype},
         "metrics": entries,
         "provenance": {**environment(device, world_size),
                        "timing_s": {**timing, "total": time.perf_counter() - t_start}},

@@ -38,7 +38,7 @@ import yaml
 
 from addbench.errors import AddbenchError
 from addbench.eval.records import LATENCY_FORMAT, read_record
-from addbench.suites import load_suite
+from addbench.suites import canonical_dtype, load_suite
 
 PUBLISHED_DIRS = (Path.cwd() / "leaderboards" / "published", Path(__file__).resolve().parents[2] / "leaderboards" / "published")
 FORMATS = ("md", "latex", "csv")
@@ -107,9 +107,10 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
             skipped.append(str(path.parent))
             continue
         limit = rec["suite"].get("limit")
+        off_suite = _precision_label(rec["suite"]) + _dtype_label(rec)  # run off its suite's conventions
         row = {"model": rec["model"]["name"], "nfe": rec["model"]["nfe"], "suite": rec["suite"]["name"]
-               + (f" (first {limit})" if limit else "") + _precision_label(rec["suite"]), "source": "measured",
-               "run": str(path.parent), "metrics": {}}
+               + (f" (first {limit})" if limit else "") + off_suite, "source": "measured",
+               "run": str(path.parent), "metrics": {}, "off_suite": bool(off_suite)}
         for mid, m in rec["metrics"].items():
             row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "higher_is_better": m["higher_is_better"]}
         rows.append(row)
@@ -191,6 +192,39 @@ def _precision_label(suite: dict) -> str:
     return f" ({ran} metrics)" if own is not None and ran != own else ""
 
 
+_UNREGISTERED = object()
+
+
+def _dtype_label(rec: dict) -> str:
+    """" (bf16 generation)" when the run generated in another dtype than its registered suite fixes (``--dtype``).
+
+    The dtype is the one the model ran in (``record["model"]["dtype"]``), else the one the suite asked for. A suite
+    that fixes no dtype (coco: the model's default) labels only runs given an explicit ``--dtype``
+    (``record["suite"]["generation_dtype"]``). Records written before the field existed show their recorded model
+    dtype against a suite that fixes one (the toy suites' bf16 GPU runs); otherwise nothing: unknown."""
+    suite, model = rec.get("suite") or {}, rec.get("model") or {}
+    own = _registered_dtype(str(suite.get("name")))
+    if own is _UNREGISTERED:
+        return ""
+    try:
+        ran = canonical_dtype(model.get("dtype")) or canonical_dtype(suite.get("generation_dtype"))
+        asked = canonical_dtype(suite.get("generation_dtype"))
+    except AddbenchError:  # a dtype this version does not know: show it as recorded
+        ran = asked = str(model.get("dtype") or suite.get("generation_dtype"))
+    if own is None:
+        return f" ({asked} generation)" if asked else ""
+    return f" ({ran} generation)" if ran and ran != own else ""
+
+
+@functools.lru_cache(maxsize=None)
+def _registered_dtype(name: str):
+    """The registered suite's generation dtype (None: it fixes none), read once per leaderboard process."""
+    try:
+        return load_suite(name).generation_dtype
+    except AddbenchError:  # not registered: nothing to compare with
+        return _UNREGISTERED
+
+
 @functools.lru_cache(maxsize=None)
 def _registered_precision(name: str) -> str | None:
     """The registered suite's metric precision, read once per leaderboard process (None: not registered)."""
@@ -209,7 +243,9 @@ def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.D
         for mid, m in r["metrics"].items():
             if direction.get(mid) is None:
                 direction[mid] = m["higher_is_better"]
-    multi_suite = len({r["suite"] for r in rows}) > 1
+    # the suite column shows when rows come from several suites, or when a row ran off its suite's conventions
+    # ("(fp32 metrics)", "(bf16 generation)"): such a label is never hidden
+    multi_suite = len({r["suite"] for r in rows}) > 1 or any(r.get("off_suite") for r in rows)
     ordered = sorted(direction.items(), key=lambda kv: _vbench_rank(kv[0]))  # stable: other ids keep their order
     columns = {mid: f"{mid} {'↑' if hib else '↓' if hib is False else ''}".strip() for mid, hib in ordered}
     out = []

@@ -29,10 +29,17 @@ Keys (after includes)::
         kwargs: {...}              # passed to Metric(device, **kwargs)
     kind: image                    # image (default) | video
     metric_precision: fp32         # fp32 (default) | tf32: fp32 matmuls of the metric networks on TF32 tensor cores
+    generation_dtype: fp32         # fp32 | bf16 | fp16: the dtype the model generates in; unset = the model's
+                                   # default (fp32 on the CPU, bf16 on a GPU). The toy suites fix fp32
     videos:                        # video suites only: how many videos per prompt, and their frame rate
       per_prompt: 5
       per_prompt_by_dimension: {temporal_flickering: 25}   # prompt category -> count (the largest wins)
       fps: 8
+
+``metric_precision`` and ``generation_dtype`` are suite properties: ``addbench eval --metric-precision`` /
+``--dtype`` may override them, which makes another suite configuration (:meth:`Suite.with_metric_precision`,
+:meth:`Suite.with_generation_dtype`: a new config hash, so a run key of its own), recorded in record.json and
+labelled by ``addbench leaderboard``.
 
 Video suites (``kind: video``) are run by :mod:`addbench.video.runner`; their one metric is ``vbench``.
 
@@ -55,6 +62,20 @@ SUITES_DIR = Path(__file__).parent
 PROMPT_FORMATS = ("coco_captions", "parti_tsv", "hpdv2_json", "inline", "text", "python")
 KINDS = ("image", "video")
 METRIC_PRECISIONS = ("fp32", "tf32")  # addbench.metrics.base.matmul_precision
+GENERATION_DTYPES = ("fp32", "bf16", "fp16")  # canonical names (suite YAML, records, leaderboard labels)
+_DTYPE_ALIASES = {"fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16",
+                  "float16": "fp16", "half": "fp16"}
+
+
+def canonical_dtype(dtype) -> str | None:
+    """``fp32`` / ``bf16`` / ``fp16`` for a dtype name or ``torch.dtype`` (``torch.float32``, ``"bfloat16"``, ...);
+    None for None; an AddbenchError for anything else."""
+    if dtype is None:
+        return None
+    name = str(dtype).removeprefix("torch.").lower()
+    if name not in _DTYPE_ALIASES:
+        raise AddbenchError(f"unknown dtype {dtype!r}; use one of {', '.join(GENERATION_DTYPES)}")
+    return _DTYPE_ALIASES[name]
 
 
 @dataclass(frozen=True)
@@ -105,9 +126,21 @@ class Suite:
     kind: str = "image"  # image | video
     videos: dict = field(default_factory=dict)  # video suites: per_prompt, per_prompt_by_dimension, fps
     metric_precision: str = "fp32"  # fp32 | tf32 (addbench.metrics.base.matmul_precision)
+    generation_dtype: str | None = None  # fp32 | bf16 | fp16; None: the model's default (fp32 CPU, bf16 GPU)
 
     def to_dict(self) -> dict:
         return dict(self.resolved)
+
+    def with_generation_dtype(self, dtype) -> "Suite":
+        """The same suite generating in another dtype (``--dtype``): a new config hash, so a new run key, and the
+        leaderboard labels the row when it differs from the registered suite's. Asking for the suite's own dtype
+        changes nothing."""
+        dtype = canonical_dtype(dtype)
+        if dtype is None or dtype == self.generation_dtype:
+            return self
+        resolved = {**self.resolved, "generation_dtype": dtype}
+        return replace(self, generation_dtype=dtype, resolved=resolved,
+                       config_sha256=hashlib.sha256(_canonical(resolved)).hexdigest())
 
     def with_metric_precision(self, precision: str) -> "Suite":
         """The same suite under another metric precision (a new config hash, so a new run key)."""
@@ -266,8 +299,11 @@ def _build(path: Path, data: dict) -> Suite:
     precision = data.get("metric_precision", "fp32")
     _require(precision in METRIC_PRECISIONS, path,
              f"metric_precision must be {' or '.join(METRIC_PRECISIONS)}, not {precision!r}")
+    gen_dtype = data.get("generation_dtype")
+    _require(gen_dtype is None or gen_dtype in GENERATION_DTYPES, path,
+             f"generation_dtype must be {', '.join(GENERATION_DTYPES)} or unset (the model's default), not {gen_dtype!r}")
     known = {"name", "version", "description", "prompts", "seeds", "resolution", "metrics", "sampler",
-             "reference", "group", "notes", "kind", "videos", "metric_precision"}
+             "reference", "group", "notes", "kind", "videos", "metric_precision", "generation_dtype"}
     unknown = sorted(set(data) - known)
     _require(not unknown, path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     resolved = dict(data)
@@ -278,7 +314,7 @@ def _build(path: Path, data: dict) -> Suite:
         seeds=tuple(seeds), resolution=res, metrics=tuple(specs), sampler=dict(data.get("sampler") or {}),
         reference=dict(data.get("reference") or {}), path=str(path),
         config_sha256=hashlib.sha256(_canonical(resolved)).hexdigest(), resolved=resolved,
-        kind=kind, videos=videos, metric_precision=precision,
+        kind=kind, videos=videos, metric_precision=precision, generation_dtype=gen_dtype,
     )
 
 

@@ -17,6 +17,7 @@ Rendering is vectorised torch on the CPU (float32, deterministic); parameters co
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -89,10 +90,34 @@ def _draw_attrs(rng: np.random.Generator, n: int) -> tuple[list[dict], np.ndarra
     return attrs, with_size
 
 
-def prompts(n: int, seed: int = 0) -> list[str]:
-    """``n`` captions drawn from the caption distribution (the eval prompt source)."""
-    attrs, with_size = _draw_attrs(np.random.default_rng([seed, 1]), n)
-    return [caption(a, bool(w)) for a, w in zip(attrs, with_size)]
+def prompts(n: int, seed: int = 0, exclude: dict | list[dict] | None = None) -> list[str]:
+    """``n`` captions drawn from the caption distribution (the eval prompt source).
+
+    ``exclude``: the kwargs of other prompt sets (``{n: 500, seed: 0}`` or a list of them) whose captions must not
+    appear: draws that hit one are dropped and drawing goes on from the same generator until ``n`` are kept (so the
+    result is the caption distribution conditioned on avoiding them; a split disjoint from toy-2k, say). Without
+    ``exclude`` the list is one draw of ``n``, as it always was.
+    """
+    rng = np.random.default_rng([seed, 1])
+    attrs, with_size = _draw_attrs(rng, n)
+    out = [caption(a, bool(w)) for a, w in zip(attrs, with_size)]
+    if not exclude:
+        return out
+    banned = {c for kw in ([exclude] if isinstance(exclude, dict) else exclude) for c in prompts(**kw)}
+    if len(banned) >= len(all_captions()):
+        raise ValueError("exclude covers every toy caption; nothing left to draw")
+    out = [c for c in out if c not in banned]
+    while len(out) < n:
+        attrs, with_size = _draw_attrs(rng, n)
+        out += [c for a, w in zip(attrs, with_size) if (c := caption(a, bool(w))) not in banned]
+    return out[:n]
+
+
+def all_captions() -> list[str]:
+    """Every caption the toy world can draw (5 colours x 5 shapes x 5 positions x 4 backgrounds x 3 sizes = 1,500)."""
+    keys = ("colour", "shape", "position", "background", "size")
+    combos = [dict(zip(keys, v)) for v in itertools.product(*(SCHEMA[k] for k in keys))]
+    return sorted({caption(a, w) for a in combos for w in (False, True)})
 
 
 def draw_params(attrs: list[dict], rng: np.random.Generator) -> dict[str, torch.Tensor]:

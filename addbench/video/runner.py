@@ -125,16 +125,17 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
                    sampler_overrides: dict | None = None, *, dtype=None, limit: int | None = None, run_dir=None,
                    progress: bool = True, rescore: bool = False, metric_overrides: dict | None = None, **_):
     from addbench.eval.runner import (EvalResult, _chunks, _load_generator, _progress, apply_sampler_overrides,
-                                      noise_seed, resolve_run, run_key)
+                                      check_generation_dtype, noise_seed, resolve_run, run_key)
 
-    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    suite = (suite if isinstance(suite, Suite) else load_suite(suite)).with_generation_dtype(dtype)
     opts = vbench_options(suite, metric_overrides)
     env = venv.find_env()
     pset = load_prompts(suite)
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}
     with distributed(device) as d:
-        gen = _load_generator(model, d.device, dtype, overrides)
+        gen = _load_generator(model, d.device, suite.generation_dtype, overrides)
+        check_generation_dtype(gen, suite)
         sampler = apply_sampler_overrides(gen.sampler, overrides)
         key = run_key(gen, sampler, suite, pset, limit)
         rdir, finished = resolve_run(run_dir, out_dir, gen, sampler, suite, key, rescore,
@@ -281,7 +282,8 @@ def _score_and_record(env, rdir, gen, sampler, suite, pset, n_prompts, limit, ke
         "suite": {"name": suite.name, "version": suite.version, "hash": suite_hash(suite, pset.sha256),
                   "config_sha256": suite.config_sha256, "prompt_set": pset.name, "prompt_sha256": pset.sha256,
                   "n_prompts": n_prompts, "n_videos": len(items), "videos": suite.videos, "fps": fps,
-                  "noise_seed": "video_index * 1000000 + prompt_index", "resolution": suite.resolution, "limit": limit},
+                  "noise_seed": "video_index * 1000000 + prompt_index", "resolution": suite.resolution, "limit": limit,
+                  "generation_dtype": suite.generation_dtype},
         "metrics": entries,
         "vbench": {"version": probe_info.get("vbench_version"), "libraries": probe_info.get("libraries"),
                    "env": str(env), "env_profile": json.loads(stamp.read_text()).get("profile") if stamp.exists() else None,
