@@ -64,7 +64,10 @@ def eval_cmd(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="CFG scale (1 = none)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="images per generate call (default: the model's micro-batch)"),
     device: str = typer.Option("auto", "--device", help="cpu | cuda | auto"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | fp16 | bf16 (model default if unset)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | fp16 | bf16: the dtype the model generates in. "
+                                        "Default: the suite's generation_dtype (toy suites: fp32), else the model's "
+                                        "(fp32 on CPU, bf16 on GPU); another than the suite's: own run key, "
+                                        "labelled in leaderboards"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N prompts (smoke runs; marked in the record)"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="METRIC.KEY=VALUE override, e.g. fid.reference=/data/val2017"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="exact run directory (instead of OUT/...)"),
@@ -199,12 +202,21 @@ def samples_cmd(
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
 ):
-    """A PNG grid: rows = step counts, columns = prompt x seed."""
+    """A PNG grid: rows = step counts, columns = prompt x seed (the gmm unit world: a scatter PNG, one point per
+    prompt x seed, one panel per step count after the exact samples)."""
     from addbench.eval.grid import sample_grid
+    from addbench.gmm.sample import is_gmm_model
 
     plist = []
     for p in prompts:
         plist += [ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip()] if Path(p).is_file() else [p]
+    if is_gmm_model(model):
+        from addbench.gmm.plot import scatter_model
+
+        scatter_model(model, grid, parse_int_list(steps, "--steps"), plist, parse_int_list(seeds, "--seeds"),
+                      device=_device(device), guidance=guidance)
+        console.print(f"wrote {grid}: gmm scatter of {len(plist)} prompt(s) x {len(parse_int_list(seeds, '--seeds'))} seed(s)")
+        return
     rows = sample_grid(model, plist, parse_int_list(seeds, "--seeds"), grid, parse_int_list(steps, "--steps"),
                        guidance=guidance, device=_device(device), dtype=dtype)
     console.print(f"wrote {grid}: {rows} row(s) x {len(plist) * len(parse_int_list(seeds, '--seeds'))} column(s)")

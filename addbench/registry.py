@@ -99,6 +99,7 @@ DISTILLERS = Registry("distiller", "addbench.distillers")
 
 # ---- built-in bases: model-family adapters (addbench/bases/) -------------------------------------
 BASES.register("toy", "addbench.bases.toy:ToyBase", "shipped 32x32 pixel-space text-to-image model (the toy world)")
+BASES.register("gmm", "addbench.gmm.base:GMMBase", "the unit world: 2-D class-conditional Gaussian mixture with an exact teacher (addbench.gmm)")
 BASES.register("sd15", "addbench.bases.sd:SD15Base", "Stable Diffusion 1.5 (VP, epsilon, 512px)")
 BASES.register("sd21", "addbench.bases.sd:SD21Base", "Stable Diffusion 2.1 (VP, v-prediction, 768px)")
 BASES.register("sdxl", "addbench.bases.sd:SDXLBase", "Stable Diffusion XL (VP, epsilon, two text encoders, 1024px)")

@@ -82,6 +82,9 @@ def load_generator(model: str | os.PathLike, device=None, dtype=None, sampler_ov
         files = base.network_files()
         name, base_name = None, base.name
         extra = {"base": base_name}
+    refusal = getattr(base, "no_generator", None)  # a base whose samples are not images says what to use instead
+    if refusal:
+        raise AddbenchError(refusal)
     gen = DiffusionGenerator(base, sampler, name=None, base_name=base_name, micro_batch=micro_batch)
     if name:
         gen.name = f"{name}@{gen.sampler.label}"

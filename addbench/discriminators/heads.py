@@ -11,6 +11,11 @@
                     conditioning (Miyato & Koyama) on a conditioning vector (ADD: text ⊕ image embedding).
 - ``Video3DHead``   DMDX video head: 3 × [3×3×3 conv stride 1] then 3 × [4×4 2D conv stride 2] per frame,
                     GroupNorm(32) + SiLU after each, 1×1 conv -> (N, 1, T, h, w).
+- ``VectorHead``    MLP head on (N, C) feature vectors (the gmm base's MLP taps): ``n_blocks`` × [Linear,
+                    LayerNorm, SiLU] (LayerNorm: GroupNorm(32) on a vector normalises a few values per group),
+                    then one logit per sample, (N, 1).
+
+``head_for(feature, width, n_blocks, cond_dim, kind)`` picks the head for a probe feature by its ndim.
 
 GroupNorm uses gcd(32, channels) groups so toy widths (8, 16, ...) work; it is 32 for real models.
 Any head built with ``cond_dim > 0`` projects its output onto an embedding of ``cond``.
@@ -165,3 +170,42 @@ class Video3DHead(nn.Module):
         h = self.spatial(h.transpose(1, 2).reshape(n * t, c, *h.shape[-2:]))
         h = h.reshape(n, t, c, *h.shape[-2:]).transpose(1, 2)
         return self.proj(h, cond)
+
+
+class VectorHead(nn.Module):
+    def __init__(self, in_channels: int, width: int | None = None, n_blocks: int = 2, cond_dim: int = 0,
+                 cmap_dim: int = 64):
+        super().__init__()
+        width = width or in_channels
+        self.blocks = nn.Sequential(*[nn.Sequential(nn.Linear(in_channels if i == 0 else width, width),
+                                                    nn.LayerNorm(width), nn.SiLU()) for i in range(n_blocks)])
+        self.proj = Projection(width, cond_dim, cmap_dim, ndim=1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim != 2:
+            raise ValueError(f"VectorHead expects (N, C) features, got shape {tuple(x.shape)}")
+        return self.proj(self.blocks(x)[..., None], cond)[..., 0]
+
+
+HEAD_KINDS = ("dmdx", "dmd2")
+
+
+def head_for(feature: torch.Tensor, width: int | None = None, n_blocks: int = 4, cond_dim: int = 0,
+             kind: str = "dmdx") -> nn.Module:
+    """The head for one probe ``feature`` by its ndim: (N, C) ``VectorHead``; (N, C, L) ``TokenHead``;
+    (N, C, h, w) ``DMDXHead`` (kind "dmdx") or ``DMD2Head`` (kind "dmd2", built for h × h maps); (N, C, F, h, w)
+    ``Video3DHead``. ``width`` 0 / None = the feature's channels; ``n_blocks`` is read by the vector and DMDX heads."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"head kind {kind!r}; use one of {', '.join(HEAD_KINDS)}")
+    c, width = feature.shape[1], width or None
+    if feature.ndim == 2:
+        return VectorHead(c, width=width, n_blocks=n_blocks, cond_dim=cond_dim)
+    if feature.ndim == 3:
+        return TokenHead(c, width=width, cond_dim=cond_dim)
+    if feature.ndim == 4:
+        if kind == "dmd2":
+            return DMD2Head(c, feature.shape[-1], width=width, cond_dim=cond_dim)
+        return DMDXHead(c, width=width, n_blocks=n_blocks, cond_dim=cond_dim)
+    if feature.ndim == 5:
+        return Video3DHead(c, width=width, cond_dim=cond_dim)
+    raise ValueError(f"no discriminator head for a feature of shape {tuple(feature.shape)}")

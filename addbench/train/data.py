@@ -5,9 +5,10 @@ replacement from ``torch.Generator().manual_seed(mix(seed, step, call))`` and ra
 so a resumed run (or one with a different number of ranks) sees exactly the same samples.
 
 Sources (config keys):
-- ``prompts``: ``.txt`` (one per line) | ``.jsonl`` ({"prompt"|"caption"|"text": ...}) | ``toy[:N]``.
+- ``prompts``: ``.txt`` (one per line) | ``.jsonl`` ({"prompt"|"caption"|"text": ...}) | ``toy[:N]`` | ``gmm[:N]``.
 - ``real_images``: a folder of ``*.png|jpg|jpeg|webp`` with same-name ``.txt`` captions | a ``.jsonl``
-  manifest ({"image": path relative to the manifest, "caption": ...}) | ``toy[:N]``.
+  manifest ({"image": path relative to the manifest, "caption": ...}) | ``toy[:N]`` | ``gmm[:N]`` (the unit world:
+  exact (D,) samples of the default mixture with their ``"class k"`` captions, ``addbench.gmm.data``).
 - ``ode_pairs``: a directory written by :mod:`addbench.train.odepairs`.
 """
 from __future__ import annotations
@@ -38,7 +39,15 @@ def _toy_n(spec: str, default: int) -> int:
     return int(spec.split(":", 1)[1]) if ":" in spec else default
 
 
+def _is_gmm(spec: str) -> bool:
+    return spec == "gmm" or spec.startswith("gmm:")
+
+
 def load_prompts(spec: str, seed: int = 0) -> list[str]:
+    if _is_gmm(spec):
+        from addbench.gmm.captions import prompts
+
+        return prompts(_toy_n(spec, 10_000), seed=seed)
     if spec.startswith("toy"):
         from addbench.toy import data as toy
 
@@ -64,12 +73,18 @@ class ImageCaptionDataset:
 
     def __init__(self, spec: str, resolution: int, seed: int = 0):
         self.resolution = resolution
-        self._toy = None
+        self._toy = self._points = None
         if spec.startswith("toy"):
             from addbench.toy import data as toy
 
             imgs, caps, _ = toy.sample(_toy_n(spec, 10_000), seed=seed)
             self._toy, self.captions, self.paths = imgs, caps, []
+            return
+        if _is_gmm(spec):  # (D,) points, returned as they are (no resize, no [0, 255] scaling)
+            from addbench.gmm.data import exact_dataset
+
+            self._points, self.captions = exact_dataset(_toy_n(spec, 10_000), seed=seed)
+            self.paths = []
             return
         path = Path(spec)
         if path.is_dir():
@@ -91,6 +106,8 @@ class ImageCaptionDataset:
         return len(self.captions)
 
     def image(self, i: int) -> torch.Tensor:
+        if self._points is not None:
+            return self._points[i]
         if self._toy is not None:
             x = self._toy[i].float()
         else:

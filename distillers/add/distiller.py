@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from addbench.discriminators import Dinov2Backbone, DMDXHead, MultiHeadDiscriminator, NetworkTaps, TokenHead
+from addbench.discriminators import Dinov2Backbone, MultiHeadDiscriminator, NetworkTaps, head_for
 from addbench.errors import AddbenchError
 from addbench.losses import add_distillation_loss, distill_target, hinge_d, hinge_g, nfsd_target, r1_penalty
 from addbench.losses.score import sample_timesteps
@@ -59,8 +59,7 @@ class ADD(Distiller):
             c_dim = self.cond_vector(null, torch.zeros((1, *self.shape), device=base.device), probe)
             c_dim = 0 if c_dim is None else c_dim.shape[1]
         w, k = int(cfg["head_width"]), int(cfg["head_blocks"])
-        heads = [DMDXHead(f.shape[1], width=w, n_blocks=k, cond_dim=c_dim) if f.ndim == 4
-                 else TokenHead(f.shape[1], width=w, cond_dim=c_dim) for f in probe]
+        heads = [head_for(f, width=w, n_blocks=k, cond_dim=c_dim) for f in probe]
         self.disc = MultiHeadDiscriminator(self.backbone, heads, [c_dim] if c_dim else None)
         # only the heads are trained and checkpointed; the frozen backbone stays on the plug-in
         return {"g": student, "d": self.disc.heads.to(base.device)}

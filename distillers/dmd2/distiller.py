@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from addbench.discriminators import DMD2Head, NetworkTaps
+from addbench.discriminators import NetworkTaps, head_for
 from addbench.losses import base_x0_fn, dmd_loss, fake_score_loss, softplus_d, softplus_g
 from addbench.losses.score import sample_timesteps
 from addbench.readout import Readout, student_x0
@@ -48,7 +48,7 @@ class DMD2(Distiller):
         # head_width 0 = the bottleneck's own width (DMD2: 1280). Keep it > 32: the head's last GroupNorm(32)
         # sees a 1x1 map, so with <= 32 channels every group holds one value and normalises it to 0.
         width = int(cfg.get("head_width", 0)) or probe.shape[1]
-        head = DMD2Head(probe.shape[1], probe.shape[-1], width=width).to(base.device)
+        head = head_for(probe, width=width, kind="dmd2").to(base.device)
         return {"g": g, "fake": fake, "disc": head}
 
     # ---- generator ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from addbench.discriminators import DMDXHead, Dinov2Backbone, NetworkTaps, SamBackbone, Video3DHead
+from addbench.discriminators import Dinov2Backbone, NetworkTaps, SamBackbone, head_for
 from addbench.errors import AddbenchError
 from addbench.readout import Readout, student_x0
 from addbench.train.config import checkpointed
@@ -67,8 +67,7 @@ def heads_for(features: list[torch.Tensor], width: int) -> nn.ModuleList:
     """DMDX appendix B heads: per (N, C, h, w) map 4 × [4×4 conv stride 2, GroupNorm(32), SiLU]; per (N, C, F, h, w)
     video map the 3D head (3 × [3×3×3 conv] + 3 × [4×4 conv stride 2], GroupNorm(32), SiLU); then a 1×1 conv
     to a logit map."""
-    return nn.ModuleList(Video3DHead(f.shape[1], width=width or None) if f.ndim == 5 else
-                         DMDXHead(f.shape[1], width=width or None, n_blocks=4) for f in features)
+    return nn.ModuleList(head_for(f, width=width, n_blocks=4) for f in features)
 
 
 def pixel_backbone(spec: str, base, teacher: nn.Module) -> nn.Module:
