@@ -84,7 +84,7 @@ class ADD(Distiller):
                 parts.append(self.backbone.cls_embedding(self._pixels(x0)).float())
             else:  # teacher taps: the pooled deepest tap
                 f = real_feats[-1].detach().float()
-                parts.append(f.mean(dim=tuple(range(2, f.ndim))))
+                parts.append(f.flatten(2).mean(-1) if f.ndim > 2 else f)  # (N, C) features are the vector
         return torch.cat(parts, 1).detach() if parts else None
 
     # ---- student -----------------------------------------------------------------------------------

@@ -43,8 +43,6 @@ def test_dmdx_adp_on_teacher_ode_pairs(tmp_path):
           device="cpu")
 
 
-@pytest.mark.xfail(reason="ADD's c_img pools the deepest teacher tap over dims 2.. (distillers/add/distiller.py "
-                          "cond_vector): an (N, C) vector pools to a 0-dim tensor, which torch.cat refuses")
 def test_add_with_image_conditioning_on_gmm(tmp_path):
     from addbench.train.entry import train
 
