@@ -100,7 +100,9 @@ def score(samples, classes, mixture: Mixture, n_ref: int = 4000, seed: int = 0, 
     groups = sorted(set(c.tolist()))
     if reference is None:
         ref_c = torch.from_numpy(np.resize(c.numpy(), n_ref))
-        ref = analytic.sample(mixture, ref_c, seed=seed)
+        # a stream of its own: analytic.sample(seed=s) would reuse the numbers draw_classes(n, s) drew the classes
+        # with, tying each reference point's mode to its class
+        ref = analytic.sample(mixture, ref_c, seed=int(np.random.default_rng([seed, 2]).integers(2**62)))
     else:
         ref, ref_c = (torch.as_tensor(np.asarray(v)) for v in reference)
     assign = nearest_mode(x, mixture)

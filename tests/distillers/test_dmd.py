@@ -44,7 +44,7 @@ def test_smoke_train_export_load(world, tmp_path):
     pipe, pairs = world
     ckpt = train("dmd", pipe, tmp_path / "run", FAST + [f"ode_pairs={pairs}", "budget_images=4"], device="cpu")
     gen = load_generator(ckpt)
-    assert gen.sampler.timesteps == (999.0,) and gen.sampler.guidance == 1.0
+    assert gen.sampler.timesteps == (399.0,) and gen.sampler.guidance == 1.0  # the toy preset's gen_t
     img = gen.generate(["a blue square at the top left on a light background"], [3])
     assert img.shape == (1, 3, 32, 32) and img.dtype == torch.uint8
     teacher = load_base(pipe, device="cpu").network.state_dict()

@@ -47,7 +47,7 @@ def test_smoke_train_export_load_and_ttur(pipe, tmp_path):
     # preset TTUR: 5 fake-score (+ classifier) updates per generator update, 2 generator steps = 4 images
     assert calls == [(s, t) for s in (0, 1) for t in ["g"] + ["fake"] * 5]
     gen = load_generator(ckpt)
-    assert gen.sampler.timesteps == (999.0,) and gen.sampler.guidance == 1.0
+    assert gen.sampler.timesteps == (399.0,) and gen.sampler.guidance == 1.0  # the toy preset's gen_t
     assert gen.generate(["a red circle"], [0]).shape == (1, 3, 32, 32)
     teacher = load_base(pipe, device="cpu").network.state_dict()
     student = gen.base.network.state_dict()

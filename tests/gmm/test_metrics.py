@@ -14,7 +14,8 @@ def test_exact_samples_score_near_zero():
     s = score(analytic.sample(MIX, CLS, seed=11), CLS, MIX, seed=0)
     assert s["class_accuracy"] > 0.995 and s["modes_recovered"] == s["modes_total"] == 8
     assert s["weight_error_max"] < 0.06 and s["mean_error_max"] < 0.25 and s["cov_error_max"] < 0.3
-    assert abs(s["energy_distance"]) < 0.005 and s["sliced_wasserstein"] < 0.1
+    # sliced W2 of two exact 500-point-per-class draws: 0.08-0.12 over 5 seeds (quantile noise in the tails)
+    assert abs(s["energy_distance"]) < 0.005 and s["sliced_wasserstein"] < 0.15
 
 
 def test_shifted_and_collapsed_sets_score_badly():
@@ -43,3 +44,17 @@ def test_distances_in_higher_dimension_are_deterministic():
     far = x + 0.5
     assert sliced_wasserstein(far, x) > 5 * sliced_wasserstein(analytic.sample(mix, cls, seed=9), x)
     assert energy_distance(far, x) > 10 * abs(energy_distance(analytic.sample(mix, cls, seed=9), x))
+
+
+def test_reference_is_independent_of_the_classes_drawn_with_the_same_seed():
+    """score(seed=s) on exact samples whose classes came from draw_classes(n, s): the reference must not reuse
+    that stream (it once tied every reference point's mode to its class: ED 0.15 instead of ~0)."""
+    from addbench.gmm import analytic
+    from addbench.gmm.captions import draw_classes
+    from addbench.gmm.metrics import score
+    from addbench.gmm.mixture import make_mixture
+
+    mix = make_mixture()
+    c = torch.from_numpy(draw_classes(2000, 1, mix))
+    x = analytic.sample(mix, c, seed=99).float()
+    assert abs(score(x, c, mix, seed=1)["energy_distance"]) < 0.02
