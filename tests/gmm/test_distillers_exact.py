@@ -177,3 +177,26 @@ def test_training_beats_the_untrained_readout(world):
     world.dmd()
     init = _metrics(world.teacher, dataclasses.replace(world.teacher.default_sampler, steps=1, timesteps=(399.0,)))
     assert world.score("dmd")["energy_distance"] <= 0.3 * init["energy_distance"], init
+
+
+def test_scatter_of_every_student_against_the_truth(world, tmp_path):
+    """One scatter PNG: the exact law, the teacher at 1 step and every student trained above at its own sampler
+    (``GMM_SCATTER=docs/gmm_students.png`` writes the committed figure). Runs last: it reuses the cached students."""
+    from PIL import Image
+
+    from addbench.bases.loading import apply_overrides
+    from addbench.gmm.plot import scatter_png
+    from addbench.gmm.sample import load_model, sample_points
+
+    panels = {"teacher 1 step": (sample_points(world.teacher, CLASSES, SEEDS,
+                                               apply_overrides(world.teacher.default_sampler, {"steps": 1})), CLASSES)}
+    for key in ("dmd", "dmd2", "dmd2-4", "adp", "adm", "admgen_steps=4", "add"):
+        if key in world.ckpts:
+            base, sampler = load_model(world.ckpts[key], device="cpu")
+            steps = 4 if key == "add" else None
+            label = key.replace("gen_steps=4", " 4-step").replace("-4", " 4-step") + (" 4-step" if steps else "")
+            panels[label] = (sample_points(base, CLASSES, SEEDS, apply_overrides(sampler, {"steps": steps} if steps
+                                                                                 else None)), CLASSES)
+    out = os.environ.get("GMM_SCATTER") or str(tmp_path / "students.png")
+    img = Image.open(scatter_png(out, panels, world.teacher.mixture))
+    assert len(panels) >= 5 and img.width >= (len(panels) + 1) * 300
