@@ -13,14 +13,14 @@ Selection rules (``selection.rule`` in the suite):
   keep the first ``n``, then sort those by image id.
   For both COCO rules the caption is the image's caption with the smallest annotation id
   (``caption: first``) or one drawn with the same generator (``caption: random``).
-* ``all`` (PartiPrompts: file order; HPDv2: styles in alphabetical order, each in file order).
+* ``all`` (PartiPrompts: file order, each line split on tabs with no quote handling, so quotes stay;
+  HPDv2: styles in alphabetical order, each in file order).
 * ``first`` with ``n``: the first n prompts of ``all``.
 
 Captions are normalised by collapsing whitespace (newlines included) and stripping.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib
 import json
@@ -131,15 +131,26 @@ def _read_coco(spec: PromptSpec, path: Path) -> list[tuple[str, object, str | No
 
 
 def _read_parti(spec: PromptSpec, path: Path) -> list[tuple[str, object, str | None]]:
+    """PartiPrompts.tsv: tab-separated, one prompt per line, no quoting or escaping of any kind. Its prompts
+    contain double quotes (row 1560 starts with one: ``"G I G G L E" painted in ...``), which a csv reader
+    would take for field quoting and drop, so lines are split on tabs and every character is kept."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t")
-            header = tuple(reader.fieldnames or ())
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
         raise _refuse(spec, path, f"not a readable TSV ({type(exc).__name__})") from None
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    header = tuple(lines[0].split("\t")) if lines and lines[0] else ()
     if header[:4] != PARTI_COLUMNS:
         raise _refuse(spec, path, f"expected TSV columns {', '.join(PARTI_COLUMNS)}, got {', '.join(header) or 'none'}")
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line:  # blank lines (the final newline) are no rows
+            continue
+        fields = line.split("\t")
+        if len(fields) > len(header):
+            raise _refuse(spec, path, f"line {lineno} has {len(fields)} tab-separated fields, the header {len(header)}")
+        rows.append(dict(zip(header, fields)))
     if any(not (r.get("Prompt") or "").strip() for r in rows):
         raise _refuse(spec, path, "a row has an empty Prompt (truncated file?)")
     if "rows" in spec.expected and len(rows) != spec.expected["rows"]:

@@ -5,13 +5,23 @@ Instead its checkpoint (``HPS_v2_compressed.pt`` for v2.0, ``HPS_v2.1_compressed
 hub repo ``xswu/HPSv2``; a dict whose ``"state_dict"`` holds every weight of the CLIP model) is loaded into
 ``open_clip.create_model("ViT-H-14")`` and scored like hpsv2's ``img_score.py``:
 
-* image: PIL -> ``ToTensor`` -> ``Resize(224, bicubic)`` of the shortest side on the float tensor ->
-  ``CenterCrop(224)`` -> normalise with OpenAI CLIP mean/std (hpsv2's ``image_transform(is_train=False)``).
+* image: hpsv2's evaluation transform, which ``create_model_and_transforms(..., light_augmentation=True)``
+  builds (``hpsv2/img_score.py``, ``evaluation.py``) as ``image_transform(is_train=False,
+  resize_longest_max=True)`` of its vendored open_clip (``hpsv2/src/open_clip/transform.py``): PIL ->
+  ``ToTensor`` -> ``ResizeMaxSize(224, fill=0)`` -> normalise with OpenAI CLIP mean/std. ``ResizeMaxSize``
+  resizes the float tensor (bicubic) so its *longest* side is 224, the other ``round(side * 224 / longest)``,
+  then pads the short side with 0 (black, before normalising) to 224 x 224: ``pad // 2`` before,
+  the rest after. Nothing is cropped, so a non-square image is seen whole, letterboxed. (It is not open_clip's
+  default "shortest side + centre crop", which addbench used until the id gained ``longest+pad``: the same
+  numbers on square images, different ones on non-square images.) When the longest side already is 224, hpsv2
+  neither resizes nor pads and its ViT then fails on a non-square input; we pad. Today's open_clip names the
+  same geometry ``image_transform(is_train=False, resize_mode="longest", fill_color=0)``, but resizes the PIL
+  image in uint8 instead of the float tensor.
   We resize the float tensor as hpsv2 does; ``antialias`` follows today's torchvision default (True); the
   torchvision of hpsv2's time did not antialias tensors, so pass ``antialias=False`` to reproduce that
-  (the id then says ``noaa``). For square images (where the centre crop is the identity) this runs batched
-  on the metric device as a shared :class:`~addbench.metrics.views.TorchResize` view: the same
-  ``F.interpolate`` call torchvision makes.
+  (the id then says ``noaa``). The resize runs batched on the metric device (all images of a batch share a
+  size) as a shared :class:`~addbench.metrics.views.TorchResize` view: the same ``F.interpolate`` call
+  torchvision makes; for square images it is the 224 x 224 view other metrics may share.
 * text: open_clip's ``ViT-H-14`` tokenizer (77 tokens).
 * score: ``image_features @ text_features.T`` of the *normalised* features, diagonal: a plain cosine,
   no ``logit_scale``. Papers (HPSv2 leaderboard, DMD2 / DMDX tables, e.g. 27.70) report it x100, so by
@@ -23,6 +33,7 @@ models; leave them at their defaults for real scoring.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -93,15 +104,40 @@ def load_hps_model(path: Path, arch: str = "ViT-H-14", arch_overrides: dict | No
     return model.eval().requires_grad_(False), open_clip.get_tokenizer(arch)
 
 
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) after hpsv2's ``ResizeMaxSize(size)``: the longest side to ``size``, the other in proportion
+    (Python ``round``, as hpsv2); unchanged when the longest side already is ``size``."""
+    scale = size / float(max(height, width))
+    if scale == 1.0:
+        return height, width
+    return round(height * scale), round(width * scale)
+
+
+def pad_to_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Pad (..., h, w) with 0 to (..., size, size): ``pad // 2`` left/top, the rest right/bottom, as hpsv2."""
+    pad_h, pad_w = size - x.shape[-2], size - x.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return torch.nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)
+
+
 def hps_preprocess(images: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> normalised float (N,3,size,size), as hpsv2's validation transform."""
-    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+    """uint8 (N,3,H,W) -> normalised float (N,3,size,size), as hpsv2's evaluation transform, image by image
+    (the metric's batched path computes the same numbers through a shared view)."""
+    from torchvision.transforms import InterpolationMode, Normalize
+    from torchvision.transforms import functional as TF
 
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise AddbenchError(f"expected uint8 images (N,3,H,W), got {images.dtype} {tuple(images.shape)}")
-    t = Compose([Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=antialias), CenterCrop(size),
-                 Normalize(OPENAI_MEAN, OPENAI_STD)])
-    return torch.stack([t(im.float() / 255.0) for im in images])
+    norm = Normalize(OPENAI_MEAN, OPENAI_STD)
+    out = []
+    for im in images:
+        x = im.float() / 255.0  # ToTensor
+        new = resized_size(x.shape[-2], x.shape[-1], size)
+        if new != tuple(x.shape[-2:]):
+            x = TF.resize(x, list(new), interpolation=InterpolationMode.BICUBIC, antialias=antialias)
+        out.append(norm(pad_to_square(x, size)))
+    return torch.stack(out)
 
 
 class HPSv2(Metric):
@@ -126,12 +162,15 @@ class HPSv2(Metric):
 
     def convention(self) -> str:
         scale = "" if self.scale == 1 else f"*{self.scale:g}"
-        return f"{self.version},{self.arch},cos{scale}" + ("" if self.antialias else ",noaa")
+        # longest+pad: hpsv2's ResizeMaxSize (ids without it resized the shortest side and centre-cropped)
+        return f"{self.version},{self.arch},cos{scale},longest+pad" + ("" if self.antialias else ",noaa")
 
     def _pixels(self, batch: ImageBatch, start: int, stop: int) -> torch.Tensor:
-        if self.view is not None and batch.square:  # Resize(S) of a square image: (S, S), the crop is the identity
-            return (batch.get(self.view)[start:stop] - self._mean) / self._std
-        return hps_preprocess(batch.images[start:stop], self.image_size, self.antialias).to(self.device)
+        if self.view is None:  # image by image (no shared view)
+            return hps_preprocess(batch.images[start:stop], self.image_size, self.antialias).to(self.device)
+        new = resized_size(*batch.images.shape[-2:], self.image_size)  # one size for the whole batch
+        view = self.view if new == tuple(self.view.size) else dataclasses.replace(self.view, size=new)
+        return (pad_to_square(batch.get(view)[start:stop], self.image_size) - self._mean) / self._std
 
     @torch.no_grad()
     def score(self, images: torch.Tensor | ImageBatch, prompts: list[str]) -> torch.Tensor:

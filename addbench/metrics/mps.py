@@ -6,7 +6,12 @@ loading it the official way runs arbitrary code. Convert it once, without runnin
     python -m addbench.metrics.mps convert MPS_overall_checkpoint.pth MPS_overall.safetensors
 
 (:mod:`addbench.metrics.safe_unpickle` reads only tensors; the CLIP config is read from the pickled config
-object's attributes). The metric then loads the safetensors file into our own re-implementation.
+object's attributes). The metric then loads the safetensors file into our own re-implementation. The config's
+dtype field is dropped, whatever its key and form (``torch_dtype`` in older transformers, ``dtype`` in newer
+ones; a ``torch.float32`` object, ``"torch.float32"`` or ``"float32"``): the tensors carry their own dtype and
+the metric runs in its ``dtype`` argument. Every other field the current ``CLIPTextConfig`` /
+``CLIPVisionConfig`` knows is kept, the model is built from it on the meta device and checked against the
+weights, and any failure is one line naming the file.
 
 Architecture (re-implemented from the paper's public code, not copied): a CLIP-H (transformers
 ``CLIPModel``, laion/CLIP-ViT-H-14) whose text and image *token* features are projected
@@ -21,8 +26,17 @@ Score, as the README's ``infer_example`` (``clip_model(text, images, condition)`
    projected pooled text embedding; ``cond_f`` = projected tokens of the condition prompt (for "overall":
    the 22 attribute words below).
 2. ``s[j] = max_k <text_f[j], cond_f[k]>``; ``s /= max(s)``; text token j is visible to the head iff
-   ``s[j] > mask_threshold`` (0.01 in the model's ``forward``; 0.3 in the ImageReward eval script).
+   ``s[j] > mask_threshold``.
 3. ``img = head(image tokens, text tokens, mask)[CLS]``; ``score = logit_scale.exp() * cos(text_eos, img)``.
+
+The mask threshold: **0.01 by default**, and the id says it (``mask>0.01``). Kwai-Kolors/MPS (commit be9027f)
+uses two values. 0.01 is in ``CLIPModel.forward`` (``trainer/models/clip_model.py``, line 122:
+``torch.where(sim_text_condition > 0.01, 0, float('-inf'))``), which the README's ``infer_example`` calls
+(``clip_model(text_inputs, image_inputs, condition_inputs)``): the scorer the README hands to anyone scoring
+images, so presumably what tables of generated-image MPS (DMDX Table 1 ...) ran. 0.3 is in the two eval scripts
+behind the paper's preference-accuracy tables (``eval_overall_mps_on_hpdv2.py`` line 70,
+``eval_overall_mps_on_imagereward.py`` line 71, which re-implement the forward pass inline). To reproduce those,
+pass ``mask_threshold=0.3``: the id then says ``mask>0.3``, so the two never compare.
 
 Differences from the official scorer, all deliberate: (a) the official code normalises ``s`` by the max over
 the *whole batch*; it is always called with one prompt, and we normalise per prompt, which is the same
@@ -179,28 +193,91 @@ def _plain(obj):
     return obj if isinstance(obj, (str, int, float, bool)) or obj is None else repr(obj)
 
 
+DTYPE_KEYS = ("dtype", "torch_dtype")  # newer transformers write ``dtype``, older ones ``torch_dtype``
+
+
 def clip_config_dict(config_stub) -> dict:
     """The pickled transformers CLIPConfig's public fields (or a ``CLIPConfig.to_dict()``), as a dict
-    CLIPConfig(**d) accepts today."""
-    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+    CLIPConfig(**d) accepts today: fields the current classes do not know, private ones, non-scalars and the
+    dtype (under either key, in any form) are dropped."""
+    from transformers import CLIPTextConfig, CLIPVisionConfig
 
     raw = _plain(config_stub)
+    if not isinstance(raw, dict):
+        raise AddbenchError(f"the pickled CLIP config is a {type(raw).__name__}, not an object with fields")
+
     def keep(d, cls):
         known = set(cls().to_dict())
-        return {k: v for k, v in (d or {}).items() if k in known and not k.startswith("_") and
-                isinstance(v, (int, float, str, bool, list)) and k not in ("architectures", "model_type")}
+        return {k: v for k, v in (d if isinstance(d, dict) else {}).items() if k in known and not k.startswith("_")
+                and isinstance(v, (int, float, str, bool, list)) and k not in ("architectures", "model_type")
+                and k not in DTYPE_KEYS}
     top = {k: raw[k] for k in ("projection_dim", "logit_scale_init_value") if k in raw}
-    return dict(top, text_config=keep(raw.get("text_config"), CLIPTextConfig),
-                vision_config=keep(raw.get("vision_config"), CLIPVisionConfig))
+    # accept sub-configs pickled as plain dicts under ``*_config_dict`` (an older CLIPConfig layout) too
+    return dict(top, text_config=keep(raw.get("text_config") or raw.get("text_config_dict"), CLIPTextConfig),
+                vision_config=keep(raw.get("vision_config") or raw.get("vision_config_dict"), CLIPVisionConfig))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def build_clip(clip_config: dict, where: str, device="meta"):
+    """transformers ``CLIPModel`` from a converted config (dtype fields of older converters dropped), on
+    ``device``; a config the installed transformers refuses is one AddbenchError naming ``where``."""
+    from transformers import CLIPConfig, CLIPModel
+
+    from addbench.metrics.openclip_loading import built_on
+
+    cfg = {k: v for k, v in clip_config.items() if k not in DTYPE_KEYS}
+    for sub in ("text_config", "vision_config"):
+        if isinstance(cfg.get(sub), dict):
+            cfg[sub] = {k: v for k, v in cfg[sub].items() if k not in DTYPE_KEYS}
+    try:
+        if device == "meta":
+            with torch.device("meta"):
+                return CLIPModel(CLIPConfig(**cfg))
+        with built_on(device):
+            return CLIPModel(CLIPConfig(**cfg))
+    except Exception as exc:  # any refusal by transformers: one line
+        raise AddbenchError(f"{where}: its CLIP config does not build a transformers CLIPModel "
+                            f"({_one_line(exc)})") from None
+
+
+def _check_fits(module: nn.Module, part: dict[str, torch.Tensor], where: str) -> None:
+    want = {k: v.shape for k, v in module.state_dict().items() if not k.endswith("position_ids")}
+    have = {k: v.shape for k, v in part.items() if not k.endswith("position_ids")}
+    missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    bad = [f"{k} {tuple(have[k])} != {tuple(want[k])}" for k in sorted(set(want) & set(have)) if have[k] != want[k]]
+    if missing or unexpected or bad:
+        raise AddbenchError(f"{where}: weights do not fit the model of its config ({missing[:2]} missing, "
+                            f"{unexpected[:2]} unexpected, {bad[:2]} of another shape)")
 
 
 def convert(src: str | Path, dst: str | Path) -> Path:
-    """Official pickled MPS model -> safetensors (``clip.*``, ``head.*``; CLIP config in the metadata)."""
+    """Official pickled MPS model -> safetensors (``clip.*``, ``head.*``; CLIP config in the metadata).
+    Checks the config builds today's CLIPModel and the weights fit it (on the meta device) before writing."""
     from addbench.metrics.safe_unpickle import module_state_dict, safe_load, stub_attr
 
-    root, _ = safe_load(src)
-    tensors = convert_state_dict(module_state_dict(root))
-    return _write(dst, tensors, clip_config_dict(stub_attr(root, "model.config")), Path(src).name)
+    src = Path(src)
+    todo = (f"is it MPS_overall_checkpoint.pth from Kwai-Kolors/MPS? re-download it, or report this error "
+            f"with your transformers version")
+    try:
+        root, _ = safe_load(src)
+        tensors = convert_state_dict(module_state_dict(root))
+        config = clip_config_dict(stub_attr(root, "model.config"))
+        clip = build_clip(config, str(src))
+        _check_fits(clip, {k[5:]: v for k, v in tensors.items() if k.startswith("clip.")}, str(src))
+        head_sd = {k[5:]: v for k, v in tensors.items() if k.startswith("head.")}
+        with torch.device("meta"):
+            head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
+        _check_fits(head, head_sd, str(src))
+        return _write(dst, tensors, config, src.name)
+    except AddbenchError as exc:
+        msg = str(exc)
+        raise AddbenchError(msg if str(src) in msg else f"{src}: {msg}") from None
+    except Exception as exc:  # anything else: one line, naming the file and what to do
+        raise AddbenchError(f"{src}: could not convert the MPS checkpoint ({_one_line(exc)}); {todo}") from None
 
 
 def save_mps(dst: str | Path, clip, head: "MPSHead", source: str = "in-memory modules") -> Path:
@@ -224,7 +301,6 @@ def _write(dst: str | Path, tensors: dict, clip_config: dict, source: str) -> Pa
 def load_mps(path: str | Path, device="cpu"):
     """(transformers CLIPModel, MPSHead) from a converted safetensors file, built on ``device``."""
     from safetensors import safe_open
-    from transformers import CLIPConfig, CLIPModel
 
     from addbench.metrics.openclip_loading import built_on
 
@@ -240,9 +316,14 @@ def load_mps(path: str | Path, device="cpu"):
         if meta.get("format") != FORMAT:
             raise AddbenchError(f"{path} was not written by `addbench.metrics.mps convert` (format {meta.get('format')})")
         sd = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        clip_config = json.loads(meta["clip_config"])
+        assert isinstance(clip_config, dict)
+    except (KeyError, ValueError, AssertionError):
+        raise AddbenchError(f"{path} has no readable CLIP config; convert the .pth again") from None
     head_sd = {k[5:]: v for k, v in sd.items() if k.startswith("head.")}
+    clip = build_clip(clip_config, f"{path} (convert the .pth again with this addbench)", device)
     with built_on(device):
-        clip = CLIPModel(CLIPConfig(**json.loads(meta["clip_config"])))
         head = MPSHead(**MPSHead.dims_from_state_dict(head_sd))
     for module, part in ((clip, {k[5:]: v for k, v in sd.items() if k.startswith("clip.")}), (head, head_sd)):
         missing, unexpected = module.load_state_dict(part, strict=False)
@@ -262,7 +343,10 @@ class MPS(Metric):
                  mask_threshold: float = 0.01, batch_size: int = 16, dtype: str = "float32"):
         super().__init__(device)
         self.condition, self.mask_threshold, self.batch_size = condition, float(mask_threshold), int(batch_size)
-        self.dtype = getattr(torch, dtype)
+        name = str(dtype).removeprefix("torch.")
+        self.dtype = getattr(torch, name, None)
+        if not isinstance(self.dtype, torch.dtype):
+            raise AddbenchError(f"MPS dtype {dtype!r}: use float32, float16 or bfloat16")
         self.image_processor, self.tokenizer = load_clip_processor(processor, "MPS processor")
         self.clip, self.head = load_mps(checkpoint, self.device)
         self.clip.to(self.device, self.dtype)

@@ -111,6 +111,56 @@ def test_parti_tsv(tmp_path):
         build_prompt_set(s.prompts, tmp_path / "short.tsv")
 
 
+# PartiPrompts rows with double quotes, as the official file has them: no csv quoting anywhere (row 1560 of the
+# official file opens with a quoted word; a csv reader drops those quotes and, for an unmatched opening quote,
+# swallows the following lines into one field)
+PARTI_QUOTES = [
+    ('"G I G G L E" painted in thick colorful lettering as graffiti on a faded red brick wall with a splotch of '
+     'exploding white paint.', "Illustrations", "Writing & Symbols", ""),
+    ('A green sign that says "Very Deep Learning" and is at the edge of the Grand Canyon.', "World Knowledge",
+     "Writing & Symbols", ""),
+    ('a 12" vinyl record on a turntable', "Artifacts", "Basic", 'mid-text quote "'),
+    ('"an unmatched opening quote on a wall', "Illustrations", "Writing & Symbols", ""),
+    ("Dogs playing poker", "Animals", "Imagination", 'Description of "Dogs Playing Poker"'),
+]
+
+
+def test_parti_tsv_keeps_quotes_exactly(tmp_path):
+    src = tmp_path / "PartiPrompts.tsv"
+    src.write_bytes(("\t".join(("Prompt", "Category", "Challenge", "Note")) + "\n" +
+                     "".join("\t".join(r) + "\n" for r in PARTI_QUOTES)).encode())
+    s = _suite(tmp_path, "  name: quoted-parti\n  format: parti_tsv\n  expected: {rows: 5}\n  selection: {rule: all}\n")
+    ps = build_prompt_set(s.prompts, src)
+    file_rows = [line.split("\t") for line in src.read_text(encoding="utf-8").splitlines()[1:]]
+    assert ps.prompts == [r[0] for r in file_rows] == [r[0] for r in PARTI_QUOTES]  # byte for byte
+    assert [r["category"] for r in ps.records] == [r[1] for r in PARTI_QUOTES]
+    assert [r["source_id"] for r in ps.records] == list(range(5))
+    assert load_prompts(s).prompts == ps.prompts  # the cached JSONL round-trips them
+    # a cache built by the old csv reader (quotes dropped) no longer matches a suite that pins the right set
+    pinned = _suite(tmp_path, "  name: quoted-parti\n  format: parti_tsv\n  expected: {rows: 5}\n"
+                              f"  selection: {{rule: all}}\n  sha256: '{ps.sha256}'\n", "pinned")
+    cached = cache_dir() / "quoted-parti.jsonl"
+    cached.write_text(cached.read_text().replace('"\\"G I G G L E\\" painted', '"G I G G L E painted'))
+    with pytest.raises(AddbenchError, match="rebuild it with `addbench prompts build pinned --from FILE`"):
+        load_prompts(pinned)
+    assert build_prompt_set(pinned.prompts, src).sha256 == ps.sha256
+    # CRLF line ends read the same; a line with more fields than the header is refused with its number
+    crlf = tmp_path / "crlf.tsv"
+    crlf.write_bytes(src.read_bytes().replace(b"\n", b"\r\n"))
+    assert build_prompt_set(s.prompts, crlf).sha256 == ps.sha256
+    extra = tmp_path / "extra.tsv"
+    extra.write_text(src.read_text().replace("Dogs playing poker\t", "Dogs playing\tpoker\t"))
+    with pytest.raises(AddbenchError, match="line 6 has 5 tab-separated fields, the header 4"):
+        build_prompt_set(s.prompts, extra)
+
+
+def test_parti_diversity_suite_pins_the_official_file():
+    spec = load_suite("parti-diversity")
+    assert spec.version == 2  # v2: quotes kept (v1 built the set with a csv reader)
+    assert spec.prompts.source_sha256 == "fab29e41bb512a169b56acab4cf2a41dcb675e285df2efcde6640c7dd3c440eb"
+    assert spec.prompts.sha256 == "0ab2449d634655e8dc78cbaa845592d79f39d5e9ba37766d2522294c62e721fc"
+
+
 def test_hpdv2_benchmark_folder(tmp_path):
     bench = tmp_path / "benchmark"
     bench.mkdir()

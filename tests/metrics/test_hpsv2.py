@@ -20,15 +20,37 @@ def tiny_ckpt(tmp_path_factory):
     return path, model.eval()
 
 
-def reference_scores(model, images, prompts):
-    """hpsv2 img_score.py: PIL -> ToTensor -> Resize(bicubic) -> CenterCrop -> Normalize; model(...) dict."""
+MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def official_transform(size, antialias=True, pad_unresized=False):
+    """hpsv2's evaluation transform, written out from hpsv2/src/open_clip/transform.py: create_model_and_transforms
+    (light_augmentation=True) -> image_transform(is_train=False, resize_longest_max=True) = convert RGB, ToTensor,
+    ResizeMaxSize(size, fill=0) (longest side to size on the float tensor, pad to a square), Normalize.
+    ``pad_unresized``: also pad when the longest side already is ``size`` (hpsv2 does not; its ViT then fails)."""
+    from torchvision import transforms as T
+    from torchvision.transforms import functional as TF
+
+    def resize_max_size(img):
+        height, width = img.shape[1:]
+        scale = size / float(max(height, width))
+        if scale != 1.0 or pad_unresized:
+            new_size = tuple(round(dim * scale) for dim in (height, width))
+            if scale != 1.0:
+                img = TF.resize(img, new_size, T.InterpolationMode.BICUBIC, antialias=antialias)
+            pad_h, pad_w = size - new_size[0], size - new_size[1]
+            img = TF.pad(img, padding=[pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
+        return img
+
+    return T.Compose([lambda im: im.convert("RGB"), T.ToTensor(), resize_max_size, T.Normalize(MEAN, STD)])
+
+
+def reference_scores(model, images, prompts, transform=None):
+    """hpsv2 img_score.py: PIL -> its evaluation transform; model(image, text) -> diag(image_f @ text_f.T)."""
     import open_clip
     from PIL import Image
-    from torchvision import transforms as T
 
-    size = model.visual.image_size[0]
-    tf = T.Compose([T.ToTensor(), T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
-                    T.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
+    tf = transform or official_transform(model.visual.image_size[0])
     tok = open_clip.get_tokenizer("ViT-H-14")
     out = []
     for im, p in zip(images, prompts):
@@ -40,22 +62,81 @@ def reference_scores(model, images, prompts):
     return torch.stack(out)
 
 
+def _images(n, h, w, seed):
+    return torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+PROMPTS = ["a watercolor fox", "a city at night, neon lights", "a watercolor fox"]
+
+
 def test_hpsv2_matches_hpsv2_recipe(tiny_ckpt):
     from addbench.metrics.hpsv2 import HPSv2
 
     path, model = tiny_ckpt
     metric = HPSv2(checkpoint=str(path), version="v2.1", arch_overrides=TINY, batch_size=2)
-    g = torch.Generator().manual_seed(3)
-    images = torch.randint(0, 256, (3, 3, 40, 56), dtype=torch.uint8, generator=g)
-    prompts = ["a watercolor fox", "a city at night, neon lights", "a watercolor fox"]
-    metric.update(images, prompts, [(0, 0), (1, 0), (2, 0)])
-    ref = reference_scores(model, images, prompts)
-    assert torch.allclose(torch.tensor(metric.scores), 100 * ref, atol=1e-4)
-    assert metric.compute() == pytest.approx(100 * ref.mean().item(), abs=1e-4)
-    assert metric.id == "hpsv2[v2.1,ViT-H-14,cos*100]"
+    images = _images(3, 40, 56, seed=3)
+    metric.update(images, PROMPTS, [(0, 0), (1, 0), (2, 0)])
+    ref = reference_scores(model, images, PROMPTS)
+    assert torch.allclose(torch.tensor(metric.scores), 100 * ref, atol=1e-3)  # 1e-5 of the cosine
+    assert metric.compute() == pytest.approx(100 * ref.mean().item(), abs=1e-3)
+    assert metric.id == "hpsv2[v2.1,ViT-H-14,cos*100,longest+pad]"
     raw = HPSv2(checkpoint=str(path), arch_overrides=TINY, scale=1, antialias=False)
-    assert raw.id == "hpsv2[v2.1,ViT-H-14,cos,noaa]"
-    assert raw.score(images[:1], prompts[:1]).item() == pytest.approx(ref[0].item(), abs=2e-3)
+    assert raw.id == "hpsv2[v2.1,ViT-H-14,cos,longest+pad,noaa]"
+    noaa = reference_scores(model, images[:2], PROMPTS[:2], official_transform(32, antialias=False))
+    assert torch.allclose(raw.score(images[:2], PROMPTS[:2]), noaa, atol=1e-5)
+
+
+@pytest.mark.parametrize("h,w", [(40, 56), (56, 40), (256, 352), (20, 28), (32, 24), (33, 47)])
+def test_non_square_images_are_letterboxed_as_hpsv2(tiny_ckpt, h, w):
+    """Longest side to 224 (here 32), the other in proportion, black padding: hpsv2's ResizeMaxSize, to 1e-5 of
+    the cosine, on the batched (view) path and on the image-by-image path. (32, 24): the longest side is already
+    32, hpsv2 neither resizes nor pads (its ViT would fail); we pad."""
+    from addbench.metrics.hpsv2 import HPSv2
+
+    path, model = tiny_ckpt
+    metric = HPSv2(checkpoint=str(path), arch_overrides=TINY, scale=1, batch_size=2)
+    images = _images(3, h, w, seed=h * w)
+    got = metric.score(images, PROMPTS)
+    ref = reference_scores(model, images, PROMPTS, official_transform(32, pad_unresized=(h, w) == (32, 24)))
+    assert torch.allclose(got, ref, atol=1e-5), (got, ref)
+    metric.view, metric.views = None, ()  # image by image
+    assert torch.allclose(metric.score(images, PROMPTS), ref, atol=1e-5)
+
+
+def test_square_images_score_as_before(tiny_ckpt):
+    """On square images longest+pad is the old shortest-side resize + centre crop: the numbers do not move."""
+    from torchvision import transforms as T
+
+    from addbench.metrics.hpsv2 import HPSv2
+
+    path, model = tiny_ckpt
+    metric = HPSv2(checkpoint=str(path), arch_overrides=TINY, scale=1, batch_size=2)
+    images = _images(3, 48, 48, seed=7)
+    old = T.Compose([T.ToTensor(), T.Resize(32, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32),
+                     T.Normalize(MEAN, STD)])
+    assert torch.allclose(metric.score(images, PROMPTS), reference_scores(model, images, PROMPTS, old), atol=1e-5)
+    assert torch.allclose(metric.score(images, PROMPTS), reference_scores(model, images, PROMPTS), atol=1e-5)
+
+
+def test_geometry_is_open_clip_longest_resize_mode():
+    """Today's open_clip calls the same geometry image_transform(resize_mode="longest", fill_color=0); it resizes the
+    PIL image in uint8 (hpsv2: the float tensor), so the pixels agree to a few uint8 steps and the padding exactly."""
+    import open_clip
+    from PIL import Image
+
+    from addbench.metrics.hpsv2 import hps_preprocess
+
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((256, 352), (352, 256), (100, 61)):
+        low = torch.nn.functional.interpolate(torch.rand(1, 3, 5, 5, generator=g), size=(h, w), mode="bilinear")
+        image = (low * 200 + 28).round().to(torch.uint8)  # smooth, no clipping at 0 / 255
+        ours = hps_preprocess(image, 224)[0]
+        oc = open_clip.image_transform(224, is_train=False, mean=MEAN, std=STD, resize_mode="longest", fill_color=0)
+        theirs = oc(Image.fromarray(image[0].permute(1, 2, 0).numpy()))
+        pad_value = (-torch.tensor(MEAN) / torch.tensor(STD)).view(3, 1, 1)
+        assert torch.equal(torch.isclose(ours, pad_value.expand_as(ours)).all(0),
+                           torch.isclose(theirs, pad_value.expand_as(theirs)).all(0))
+        assert (ours - theirs).abs().max() < 2.5 / 255 / min(STD)
 
 
 def test_missing_and_bad_checkpoints(tmp_path):

@@ -1,6 +1,8 @@
 """MPS: a tiny model in the official layout, pickled whole with classes nobody can import, converted safely,
 and scored; compared with a reference written in the official code's structure (not addbench's)."""
+import copy
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -129,22 +131,32 @@ class OfficialCLIPModel(nn.Module):
         return (m.logit_scale.exp() * torch.diag(txt @ img.T))[0]
 
 
-@pytest.fixture(scope="module")
-def official(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mps")
+_STAND_IN = (BiasFreeLN, Residual, Rotary, ParallelTransformerBlock, CrossAttention, Cross_model, OfficialCLIPModel)
+
+
+def pickle_whole(model, path):
+    """torch.save of the whole model, its classes in a module that exists only while saving (as published: the
+    loader cannot import them)."""
     mod = types.ModuleType("trainer_models_clip_model_stand_in")
     sys.modules[mod.__name__] = mod
     try:
-        for c in (BiasFreeLN, Residual, Rotary, ParallelTransformerBlock, CrossAttention, Cross_model, OfficialCLIPModel):
+        for c in _STAND_IN:
             c.__module__ = mod.__name__
             setattr(mod, c.__name__, c)
-        torch.manual_seed(0)
-        model = OfficialCLIPModel(helpers.tiny_clip_config())
-        with torch.no_grad():
-            model.model.logit_scale.fill_(3.0)
-        torch.save(model, root / "MPS_overall_checkpoint.pth")  # whole pickled model, as published
+        torch.save(model, path)
     finally:
         del sys.modules[mod.__name__]
+    return path
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mps")
+    torch.manual_seed(0)
+    model = OfficialCLIPModel(helpers.tiny_clip_config())
+    with torch.no_grad():
+        model.model.logit_scale.fill_(3.0)
+    pickle_whole(model, root / "MPS_overall_checkpoint.pth")  # whole pickled model, as published
     return root, model.eval(), helpers.write_processor(root / "processor")
 
 
@@ -174,6 +186,15 @@ def test_convert_and_score_match_official_structure(official, tmp_path):
     assert torch.allclose(torch.tensor(metric.scores), ref, atol=1e-4, rtol=1e-4), (metric.scores, ref)
     assert metric.compute() == pytest.approx(ref.mean().item(), rel=1e-4)
     assert metric.id == "mps[MPS_overall,overall,mask>0.01,logit_scale*cos]"
+    # the eval scripts behind the MPS paper's tables threshold at 0.3: their own id, their own numbers
+    evals = MPS(checkpoint=str(out), processor=str(proc), mask_threshold=0.3, batch_size=2)
+    assert evals.id == "mps[MPS_overall,overall,mask>0.3,logit_scale*cos]"
+    ref03 = []
+    for im, p in zip(images, prompts):
+        pix = ip(__import__("PIL.Image").Image.fromarray(im.permute(1, 2, 0).numpy()), return_tensors="pt")
+        with torch.no_grad():
+            ref03.append(model.reference_score(pix["pixel_values"], ids(p), ids(OVERALL_CONDITION), 0.3))
+    assert torch.allclose(evals.score(images, prompts), torch.stack(ref03), atol=1e-4, rtol=1e-4)
     # the mask matters: a threshold that hides every token but the best one changes the score
     strict = MPS(checkpoint=str(out), processor=str(proc), mask_threshold=0.999)
     assert not torch.allclose(strict.score(images, prompts), ref, atol=1e-3)
@@ -192,3 +213,127 @@ def test_errors(official, tmp_path):
     torch.save(nn.Linear(2, 2), other)
     with pytest.raises(AddbenchError, match="unexpected key 'weight' in the MPS checkpoint"):
         convert(other, tmp_path / "x.safetensors")
+
+
+# ---- the pickled config as transformers of different versions write it -----------------------------------------
+DTYPE_VARIANTS = {  # attribute -> value, set on the CLIPConfig and both sub-configs before pickling
+    "dtype-object": {"dtype": torch.float32},  # newer transformers keep a torch.dtype on the object
+    "dtype-torch-string": {"dtype": "torch.float32"},  # the string the audit's pickle carried
+    "dtype-string": {"dtype": "float32"},
+    "torch_dtype-string": {"torch_dtype": "float16"},  # older transformers
+    "torch_dtype-torch-string": {"torch_dtype": "torch.float16"},
+    "both-keys": {"dtype": torch.bfloat16, "torch_dtype": "float32"},
+}
+
+
+def _scores(path, proc):
+    from addbench.metrics.mps import MPS
+
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    return MPS(checkpoint=str(path), processor=str(proc)).score(images, ["a red car", "two cats on a sofa"])
+
+
+@pytest.fixture(scope="module")
+def plain_scores(official, tmp_path_factory):
+    from addbench.metrics.mps import convert
+
+    root, _, proc = official
+    return _scores(convert(root / "MPS_overall_checkpoint.pth", tmp_path_factory.mktemp("plain") / "m.safetensors"),
+                   proc)
+
+
+def _variant(model, tmp_path, set_attrs):
+    m = copy.deepcopy(model)
+    cfg = m.model.config
+    set_attrs(cfg)
+    return pickle_whole(m, tmp_path / "MPS_overall_checkpoint.pth")
+
+
+@pytest.mark.parametrize("variant", sorted(DTYPE_VARIANTS))
+def test_config_dtype_in_any_key_and_form_converts(official, plain_scores, tmp_path, variant):
+    from addbench.metrics.mps import convert
+
+    root, model, proc = official
+
+    def set_dtype(cfg):
+        for c in (cfg, cfg.text_config, cfg.vision_config):
+            c.__dict__.update(DTYPE_VARIANTS[variant])
+
+    out = convert(_variant(model, tmp_path, set_dtype), tmp_path / "m.safetensors")
+    assert torch.equal(_scores(out, proc), plain_scores)  # the dtype field changes nothing
+
+
+def test_legacy_sub_config_dicts(official, plain_scores, tmp_path):
+    """Sub-configs pickled as plain dicts (``text_config_dict``, an older CLIPConfig layout), with ``torch_dtype``."""
+    from addbench.metrics.mps import convert
+
+    root, model, proc = official
+
+    def legacy(cfg):
+        for sub in ("text_config", "vision_config"):
+            d = getattr(cfg, sub).to_dict()
+            d.pop("dtype", None)
+            cfg.__dict__[f"{sub}_dict"] = dict(d, torch_dtype="float32")
+            del cfg.__dict__[sub]
+
+    out = convert(_variant(model, tmp_path, legacy), tmp_path / "m.safetensors")
+    assert torch.equal(_scores(out, proc), plain_scores)
+
+
+def test_file_from_the_old_converter_with_a_dtype_string_loads(official, plain_scores, tmp_path):
+    """Files converted before dtypes were dropped may carry "dtype": "torch.float32" in their metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from addbench.metrics.mps import convert
+
+    root, _, proc = official
+    good = convert(root / "MPS_overall_checkpoint.pth", tmp_path / "good.safetensors")
+    with safe_open(str(good), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["clip_config"])
+    for c in (cfg, cfg["text_config"], cfg["vision_config"]):
+        c["dtype"] = "torch.float32"
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=dict(meta, clip_config=json.dumps(cfg)))
+    assert torch.equal(_scores(old, proc), plain_scores)
+
+
+def _one_line_error(exc_info, path):
+    msg = str(exc_info.value)
+    assert "\n" not in msg and str(path) in msg, msg
+    return msg
+
+
+def test_conversion_failures_are_one_line_naming_the_file(official, tmp_path, monkeypatch, capsys):
+    from addbench.metrics import mps
+    from addbench.metrics.mps import convert, main
+
+    root, model, proc = official
+
+    def bad_act(cfg):
+        cfg.vision_config.__dict__["hidden_act"] = "no_such_activation"
+
+    src = _variant(model, tmp_path, bad_act)
+    with pytest.raises(AddbenchError, match="does not build a transformers CLIPModel") as e:
+        convert(src, tmp_path / "x.safetensors")
+    _one_line_error(e, src)
+    assert not (tmp_path / "x.safetensors").exists()
+
+    def wider(cfg):
+        cfg.vision_config.__dict__["intermediate_size"] = 99
+
+    src = _variant(model, tmp_path, wider)
+    with pytest.raises(AddbenchError, match="weights do not fit the model of its config") as e:
+        convert(src, tmp_path / "x.safetensors")
+    _one_line_error(e, src)
+
+    src = root / "MPS_overall_checkpoint.pth"
+    monkeypatch.setattr(mps, "clip_config_dict", lambda stub: (_ for _ in ()).throw(RuntimeError("boom\nmore")))
+    with pytest.raises(AddbenchError, match=r"could not convert the MPS checkpoint \(RuntimeError: boom more\); "
+                                            r"is it MPS_overall_checkpoint.pth from Kwai-Kolors/MPS\?") as e:
+        convert(src, tmp_path / "x.safetensors")
+    _one_line_error(e, src)
+    assert main(["convert", str(src), str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {src}: could not convert")
