@@ -117,15 +117,28 @@ def eval_cmd(
 def leaderboard_cmd(
     runs: Optional[List[str]] = typer.Argument(None, help="run dirs, parent folders or globs (record.json found recursively)"),
     published: Optional[List[str]] = typer.Option(None, "--published", help="published table name (leaderboards/published/), a file, or 'all'"),
-    fmt: str = typer.Option("md", "--format", "-f", help="md | latex | csv"),
-    ci: str = typer.Option("pm", "--ci", help="pm: value ± half-CI | interval: value [lo, hi]"),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="write the table here instead of stdout"),
+    fmt: str = typer.Option("md", "--format", "-f", help="md | latex | csv | parquet (csv, parquet: numeric columns "
+                                                         "<name>, <name>_ci_lo, <name>_ci_hi; parquet needs --out)"),
+    ci: str = typer.Option("pm", "--ci", help="md/latex cells. pm: value ± h where the 95% CI is symmetric about the "
+                                              "value to the digits shown, else value [lo, hi] | interval: always "
+                                              "value [lo, hi]"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="write the table here instead of stdout (csv, parquet: "
+                                                                "and each metric's id, direction and CI method in "
+                                                                "<stem>.meta.json beside it)"),
 ):
-    """Rows = model x NFE, columns = metric ids (↑/↓), cells value ± half of the 95% CI; published rows marked."""
-    from addbench.eval.tables import leaderboard
+    """Rows = model x NFE, columns = metric ids (↑/↓), cells value [95% CI over prompts]; published rows marked."""
+    from addbench.eval.tables import NUMERIC_FORMATS, leaderboard, write_numeric
 
     if ci not in ("pm", "interval"):
         raise AddbenchError(f"--ci must be pm or interval, got {ci!r}")
+    if fmt in NUMERIC_FORMATS and out_file:
+        table, side, skipped = write_numeric(list(runs or []), list(published or []), out_file, fmt)
+        for s in skipped:
+            err.print(f"[yellow]skipped incomplete run {escape(s)}[/yellow]")
+        console.print(f"wrote {table} and {side}")
+        return
+    if fmt == "parquet":
+        raise AddbenchError("--format parquet needs --out FILE (parquet is binary)")
     text, skipped = leaderboard(list(runs or []), list(published or []), fmt=fmt, ci=ci)
     for s in skipped:
         err.print(f"[yellow]skipped incomplete run {escape(s)}[/yellow]")

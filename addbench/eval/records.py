@@ -6,13 +6,19 @@ record.json::
      "model": {"name", "model_hash", "base", "sampler", "nfe"},
      "suite": {"name", "version", "hash", "config_sha256", "prompt_set", "prompt_sha256", "n_prompts",
                "seeds", "resolution", "limit"},
-     "metrics": {"<metric id>": {"name", "value", "ci95": [lo, hi] | null, "higher_is_better",
-                                 "convention", "kwargs", "n", "per": "sample"|"prompt"|"set",
+     "metrics": {"<metric id>": {"name", "value", "ci95": [lo, hi] | null,
+                                 "ci": {"method", "draws", "level", "unit": "prompt"} | null,
+                                 "higher_is_better", "convention", "kwargs", "n", "per": "sample"|"prompt"|"set",
                                  "by_category": {...} | absent}},
      "provenance": {"libraries", "python", "device", "world_size", "git_commit", "timestamp", "command", "host",
                     "timing_s": {"load", "metrics_load", "wait_metrics", "generate", "score": {metric id: s},
                                  "wait_io", "generated", "read", "loop", "sync", "split_bootstrap", "record",
                                  "total"}}}   (seconds on rank 0; generated/read: sample counts)
+
+``ci`` says how ``ci95`` was made (addbench.metrics.intervals): ``method`` "percentile" (means) or "basic+bias"
+(FID, KID: an interval for the estimator's mean at this sample size), ``draws`` bootstrap draws of prompts. Records
+written before the key existed have none: their FID/KID ``ci95`` is the percentile interval of 200 draws (which sits
+above the estimate), the other metrics' the percentile interval of 1,000 draws.
 
 per_sample.parquet: one row per (prompt_index, seed): prompt_index, seed, prompt, image (path relative to
 the run dir), one column per per-sample metric id (per-prompt metrics repeat their value on every seed row).
@@ -26,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from addbench.errors import AddbenchError
+from addbench.metrics import intervals
 
 FORMAT = "addbench-record/1"
 LATENCY_FORMAT = "addbench-latency/1"  # `addbench latency` results, which `addbench leaderboard` also reads
@@ -53,14 +60,18 @@ def atomic_write_json(path: Path, obj: dict) -> None:
         pass
 
 
-def metric_entry(metric, kwargs: dict, n_boot: int = 1000) -> dict:
+def metric_entry(metric, kwargs: dict, n_boot: int = intervals.DRAWS) -> dict:
     per = metric.per_sample()
     kind = "set" if per is None else ("prompt" if getattr(metric, "grouped", False) else "sample")
     ci = metric.bootstrap(n_boot=n_boot)
+    value = float(metric.compute())
+    intervals.check_contains(value, ci, metric.id)  # every recorded interval contains its estimate
+    info = getattr(metric, "ci_info", None)
     return {
         "name": metric.name,
-        "value": float(metric.compute()),
+        "value": value,
         "ci95": [float(ci[0]), float(ci[1])] if ci is not None else None,
+        "ci": (info(n_boot) if info else intervals.ci_info("unknown", n_boot)) if ci is not None else None,
         "higher_is_better": bool(metric.higher_is_better),
         "convention": metric.convention(),
         "kwargs": kwargs,

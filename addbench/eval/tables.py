@@ -1,9 +1,19 @@
 """Leaderboards: measured run records + published rows -> one pandas table -> Markdown, LaTeX or CSV.
 
 Rows are model x NFE (x suite when several suites are shown); columns are metric ids with their direction
-(↑ higher is better, ↓ lower is better); a cell reads "value ± half-CI" (or "value [lo, hi]"). Published rows
-come from ``leaderboards/published/*.yaml|csv``, carry their ``source`` and are marked "published" — they
-are never presented as measured.
+(↑ higher is better, ↓ lower is better). A Markdown / LaTeX cell reads "value [lo, hi]" (the 95% CI, over prompts);
+"value ± h" only where the interval is symmetric about the value to the digits shown (``--ci pm``, the default;
+``--ci interval`` always prints the interval). FID/KID intervals are asymmetric by design
+(``addbench.metrics.intervals``), and records written before that change can hold an FID interval that excludes its
+value: such a cell shows exactly that. Published rows come from ``leaderboards/published/*.yaml|csv``, carry their
+``source`` and are marked "published" — they are never presented as measured.
+
+CSV and parquet are numeric (:func:`numeric_frame`): columns ``model, nfe``, then per metric ``<name>`` (the value),
+``<name>_ci_lo`` and ``<name>_ci_hi`` (empty where there is no interval), then ``suite, source, run``. ``<name>`` is
+the metric's name without its convention (``toy_fid``; the sanitised full id where two ids share a name); no arrows,
+no "±" strings. The full id, the direction and the CI methods of each column are in the metadata
+(:func:`numeric_metadata`), which ``addbench leaderboard --out FILE`` writes beside the table as
+``FILE``'s stem + ``.meta.json`` (and into a parquet file's schema metadata).
 
 Published YAML::
 
@@ -41,7 +51,10 @@ from addbench.eval.records import LATENCY_FORMAT, read_record
 from addbench.suites import canonical_dtype, load_suite
 
 PUBLISHED_DIRS = (Path.cwd() / "leaderboards" / "published", Path(__file__).resolve().parents[2] / "leaderboards" / "published")
-FORMATS = ("md", "latex", "csv")
+FORMATS = ("md", "latex", "csv", "parquet")
+NUMERIC_FORMATS = ("csv", "parquet")
+NUMERIC_FORMAT = "addbench-leaderboard/1"
+FIXED_COLUMNS = ("model", "nfe", "suite", "source", "run")
 
 
 def find_records(patterns: list[str]) -> list[Path]:
@@ -112,7 +125,8 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
                + (f" (first {limit})" if limit else "") + off_suite, "source": "measured",
                "run": str(path.parent), "metrics": {}, "off_suite": bool(off_suite)}
         for mid, m in rec["metrics"].items():
-            row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "higher_is_better": m["higher_is_better"]}
+            row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "higher_is_better": m["higher_is_better"],
+                                   "ci": m.get("ci")}
         rows.append(row)
     return rows, skipped
 
@@ -258,12 +272,96 @@ def leaderboard_frame(rows: list[dict], ci: str = "pm", digits: int = 4) -> pd.D
             row[col] = "" if m is None else m.get("text") or _cell(m["value"], m["ci95"], ci, digits)
         row["source"] = r["source"]
         out.append(row)
-    df = pd.DataFrame(out)
+    return _sorted(pd.DataFrame(out), "NFE", multi_suite)
+
+
+def _sorted(df: pd.DataFrame, nfe: str, by_suite: bool) -> pd.DataFrame:
+    """Measured rows first, then by (suite,) model family and NFE."""
+    df = df.copy()
     df["_pub"] = df["source"] != "measured"
     df["_family"] = df["model"].map(lambda m: str(m).split("@")[0])  # toy@1step, toy@25step: one model, by NFE
-    keys = ["suite", "_family", "NFE"] if multi_suite else ["_family", "NFE"]
-    return df.sort_values(["_pub", *keys], key=lambda s: s.map(str) if s.name != "NFE" else s.fillna(-1),
+    keys = ["suite", "_family", nfe] if by_suite else ["_family", nfe]
+    return df.sort_values(["_pub", *keys], key=lambda s: s.map(str) if s.name != nfe else s.fillna(-1),
                           kind="stable").drop(columns=["_pub", "_family"]).reset_index(drop=True)
+
+
+def plain_names(ids: list[str]) -> dict[str, str]:
+    """Metric id -> column name: the name before the convention (``toy_fid[...]`` -> ``toy_fid``); where two ids share
+    that name, the whole id; either with every run of characters other than letters, digits and "_" turned into "_".
+    A name still taken (a fixed column's, another metric's) gets "_metric" (then "_metric3", ...) appended."""
+    def clean(text: str) -> str:
+        return re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_")
+
+    short = {mid: clean(mid.split("[")[0]) or clean(mid) or "metric" for mid in ids}
+    counts: dict[str, int] = {}
+    for name in short.values():
+        counts[name] = counts.get(name, 0) + 1
+    out: dict[str, str] = {}
+    for mid, name in short.items():
+        if counts[name] > 1 or name in FIXED_COLUMNS or name.endswith(("_ci_lo", "_ci_hi")):
+            name = clean(mid) or "metric"
+        base, k = name, 1
+        while name in out.values() or name in FIXED_COLUMNS or name.endswith(("_ci_lo", "_ci_hi")):
+            k += 1
+            name = f"{base}_metric" if k == 2 else f"{base}_metric{k}"
+        out[mid] = name
+    return out
+
+
+def _metric_ids(rows: list[dict]) -> list[str]:
+    """Metric ids of the rows in first-seen order (VBench's in VBench's order), as ``leaderboard_frame`` orders them."""
+    ids: dict[str, None] = {}
+    for r in rows:
+        ids.update(dict.fromkeys(r["metrics"]))
+    return sorted(ids, key=_vbench_rank)
+
+
+def numeric_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per (model, NFE, suite, source), numbers only: ``model, nfe``, then ``<name>, <name>_ci_lo,
+    <name>_ci_hi`` per metric (NaN where absent), then ``suite, source, run`` (module docstring)."""
+    if not rows:
+        raise AddbenchError("nothing to show: no complete run records and no published tables selected")
+    names = plain_names(_metric_ids(rows))
+    out = []
+    for r in rows:
+        row = {"model": r["model"], "nfe": r["nfe"]}
+        for mid, name in names.items():
+            m = r["metrics"].get(mid)
+            ci = (m or {}).get("ci95") or [None, None]
+            row[name] = None if m is None else float(m["value"])
+            row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = (None if v is None else float(v) for v in ci)
+        row.update(suite=r["suite"], source=r["source"], run=r.get("run", ""))
+        out.append(row)
+    df = _sorted(pd.DataFrame(out), "nfe", True)
+    df["nfe"] = df["nfe"].astype("Int64")
+    value_cols = [c for c in df.columns if c not in FIXED_COLUMNS]
+    df[value_cols] = df[value_cols].astype("float64")
+    return df
+
+
+def numeric_metadata(rows: list[dict], skipped: list[str] | None = None) -> dict:
+    """Per value column of :func:`numeric_frame`: the full metric id, ``higher_is_better`` (None: not stated) and the
+    CI methods of its rows that have an interval (``"unrecorded"``: a record written before ``ci`` was stored: FID/KID
+    there are percentile intervals of 200 draws, the rest of 1,000), ``[]`` when none has one."""
+    names = plain_names(_metric_ids(rows))
+    meta: dict = {}
+    for mid, name in names.items():
+        hib, methods = None, set()
+        for r in rows:
+            m = r["metrics"].get(mid)
+            if m is None:
+                continue
+            hib = m["higher_is_better"] if hib is None else hib
+            if m.get("ci95"):
+                ci = m.get("ci")
+                methods.add(f"{ci['method']} ({ci['draws']} draws, level {ci['level']}, per {ci['unit']})"
+                            if ci else "unrecorded")
+        meta[name] = {"id": mid, "higher_is_better": hib, "ci_lo": f"{name}_ci_lo", "ci_hi": f"{name}_ci_hi",
+                      "ci_methods": sorted(methods)}
+    return {"format": NUMERIC_FORMAT, "columns": ["model", "nfe", *(c for n in names.values()
+                                                                    for c in (n, f"{n}_ci_lo", f"{n}_ci_hi")),
+                                                  "suite", "source", "run"],
+            "metrics": meta, "skipped": list(skipped or [])}
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -274,15 +372,17 @@ def _fmt(x: float, digits: int) -> str:
 
 
 def _cell(value: float, ci, mode: str, digits: int) -> str:
-    """Measured cell: with a CI, the half-width to 2 significant digits and the value to the same decimals."""
+    """Measured cell: with a CI, "value [lo, hi]" to the decimals that give the half-width 2 significant digits;
+    in ``pm`` mode "value ± h" instead when both arms round to the same h (never for an asymmetric interval)."""
     if not ci or not all(math.isfinite(x) for x in ci) or ci[1] <= ci[0]:
         return _fmt(value, digits)
     lo, hi = ci
     half = (hi - lo) / 2
     dec = max(0, 1 - int(math.floor(math.log10(half))))
-    if mode == "interval":
-        return f"{value:.{dec}f} [{lo:.{dec}f}, {hi:.{dec}f}]"
-    return f"{value:.{dec}f} ± {half:.{dec}f}"
+    up, down = f"{hi - value:.{dec}f}", f"{value - lo:.{dec}f}"
+    if mode == "pm" and up == down and not up.startswith("-"):  # symmetric about the value to the digits shown
+        return f"{value:.{dec}f} ± {up}"
+    return f"{value:.{dec}f} [{lo:.{dec}f}, {hi:.{dec}f}]"
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -310,8 +410,11 @@ def _latex(df: pd.DataFrame) -> str:
 
 
 def make_table(df: pd.DataFrame, fmt: str = "md") -> str:
+    """Text of a frame: Markdown, LaTeX, or CSV (of whatever the frame holds: ``leaderboard`` passes the numeric one)."""
     if fmt not in FORMATS:
         raise AddbenchError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        raise AddbenchError("parquet is binary: write it with `addbench leaderboard --format parquet --out FILE`")
     if fmt == "csv":
         return df.to_csv(index=False)
     return _markdown(df) if fmt == "md" else _latex(df)
@@ -322,9 +425,43 @@ def is_video(row: dict) -> bool:
     return bool(row["metrics"]) and all(mid.startswith("vbench[") for mid in row["metrics"])
 
 
-def leaderboard(paths: list[str], published: list[str] | None = None, fmt: str = "md", ci: str = "pm") -> tuple[str, list[str]]:
-    """(table text, skipped incomplete run dirs): an image table and/or a video table (blank line between)."""
+def leaderboard_rows(paths: list[str], published: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """(rows, skipped incomplete run dirs) of the measured records under ``paths`` and the named published tables."""
     rows, skipped = measured_rows(find_records(paths)) if paths else ([], [])
     rows += published_rows(published) if published else []
+    return rows, skipped
+
+
+def leaderboard(paths: list[str], published: list[str] | None = None, fmt: str = "md", ci: str = "pm") -> tuple[str, list[str]]:
+    """(table text, skipped incomplete run dirs). md / latex: an image table and/or a video table (blank line
+    between); csv: one numeric table of every row (:func:`numeric_frame`; its metadata: :func:`numeric_metadata`)."""
+    if fmt not in FORMATS:
+        raise AddbenchError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+    rows, skipped = leaderboard_rows(paths, published)
+    if fmt in NUMERIC_FORMATS:
+        return make_table(numeric_frame(rows), fmt), skipped
     groups = [g for g in ([r for r in rows if not is_video(r)], [r for r in rows if is_video(r)]) if g] or [rows]
     return "\n".join(make_table(leaderboard_frame(g, ci=ci), fmt) for g in groups), skipped
+
+
+def write_numeric(paths: list[str], published: list[str] | None, out: Path, fmt: str) -> tuple[Path, Path, list[str]]:
+    """Write the numeric leaderboard to ``out`` (csv or parquet) and its metadata to ``<out stem>.meta.json``
+    (for parquet also into the file's schema metadata, key ``addbench``). Returns (table, metadata, skipped)."""
+    if fmt not in NUMERIC_FORMATS:
+        raise AddbenchError(f"write_numeric writes {' or '.join(NUMERIC_FORMATS)}, not {fmt!r}")
+    rows, skipped = leaderboard_rows(paths, published)
+    df, meta = numeric_frame(rows), numeric_metadata(rows, skipped)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        out.write_text(df.to_csv(index=False))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"addbench": json.dumps(meta).encode()})
+        pq.write_table(table, out)
+    side = out.with_name(out.stem + ".meta.json")
+    side.write_text(json.dumps(meta, indent=2) + "\n")
+    return out, side, skipped

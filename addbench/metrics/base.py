@@ -5,7 +5,8 @@ A metric declares its state with ``add_state(name, default, reduce)`` where redu
 uint8 images with their prompts and sample keys; ``compute`` returns one float. Per-sample metrics
 (CLIP score, PickScore, ...) also keep one score per sample so the runner can write per-sample
 results and bootstrap confidence intervals over prompts; set-level metrics (FID, KID, diversity)
-override :meth:`bootstrap`.
+override :meth:`bootstrap`. Which interval each metric reports, and why: :mod:`addbench.metrics.intervals`;
+``ci_info`` says it in the record (method, draws, level, unit).
 
 Contract with the eval runner
 -----------------------------
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from addbench.metrics import intervals
 from addbench.suites import METRIC_PRECISIONS as PRECISIONS  # the suite owns the convention
 
 Key = tuple[int, int]  # (prompt_index, seed)
@@ -139,14 +141,26 @@ class Metric:
         self.scores = [s for _, s in order]
 
     # ---- per-sample results and confidence intervals --------------------------------------------
+    ci_method: ClassVar[str] = intervals.PERCENTILE  # the rule ``bootstrap`` uses (addbench.metrics.intervals)
+
+    def ci_draws(self, n_boot: int) -> int:
+        """How many bootstrap draws ``bootstrap(n_boot)`` makes."""
+        return n_boot
+
+    def ci_info(self, n_boot: int = intervals.DRAWS, alpha: float = 1 - intervals.LEVEL) -> dict:
+        """What record.json stores next to ``ci95``: ``{"method", "draws", "level", "unit"}``."""
+        return intervals.ci_info(self.ci_method, self.ci_draws(n_boot), alpha)
+
     def per_sample(self) -> dict[Key, float] | None:
         """Per-sample (or per-prompt, key seed = -1) scores, or None for set-level metrics."""
         if not self.scores:
             return None
         return dict(zip(self.keys, self.scores))
 
-    def bootstrap(self, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float] | None:
-        """95% CI of the mean over prompts: resample prompts with replacement, average their samples."""
+    def bootstrap(self, n_boot: int = intervals.DRAWS, seed: int = 0,
+                  alpha: float = 1 - intervals.LEVEL) -> tuple[float, float] | None:
+        """95% CI of the mean over prompts: resample prompts with replacement, average their samples; the
+        percentile interval of those means, widened to reach the mean itself should it fall outside."""
         if not self.scores:
             return None
         by_prompt: dict[int, list[float]] = {}
@@ -158,8 +172,7 @@ class Metric:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, len(prompt_ids), size=(n_boot, len(prompt_ids)))
         means = sums[idx].sum(1) / counts[idx].sum(1)
-        lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-        return float(lo), float(hi)
+        return intervals.percentile_interval(means, float(sums.sum() / counts.sum()), alpha)
 
     def resample_prompts(self, n_boot: int, seed: int) -> list[np.ndarray]:
         """Bootstrap draws of prompt indices, shared by set-level metrics' ``bootstrap``."""

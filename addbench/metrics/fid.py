@@ -14,6 +14,15 @@ outer products featᵀ·feat, float64), ``_count``. The covariance is the unbias
 Per-sample features and their (prompt_index, seed) keys are also kept as "cat" states so ``bootstrap``
 can resample prompts and KID can draw subsets.
 
+Intervals (``bootstrap``): prompts resampled with replacement, 1,000 draws, and the "basic+bias" rule of
+:mod:`addbench.metrics.intervals` -- an interval for the estimator's mean at this sample size, which contains the
+estimate. (The percentile interval used before sat above the estimate: a draw carries FID's O(1/n) bias once more.)
+A FID draw is the Fréchet distance of the drawn rows' weighted moments (row weight = how often its prompt was
+drawn), with ``Sr^½ S Sr^½`` the weighted scatter of ``Z = X Sr^½``: one eigendecomposition per draw, of that d x d
+matrix or of the k x k Gram matrix when the draw has k < d distinct rows; for small features all draws of a chunk
+at once, from per-prompt sums. A KID draw is the U-statistic on the drawn prompts, from per-prompt kernel sums
+(pairs of two copies of one sample left out: they are not pairs of distinct samples).
+
 Fréchet distance: ``|mu1-mu2|² + tr(S1) + tr(S2) - 2 tr((S1 S2)^½)``. We take ``tr((S1 S2)^½)`` as the sum
 of square roots of the eigenvalues of the symmetric PSD matrix ``S2^½ S1 S2^½`` (similar to S1 S2), in
 float64 on the metric's device: exact, no complex parts, and fast enough to bootstrap. It agrees with
@@ -28,6 +37,7 @@ import numpy as np
 import torch
 
 from addbench.errors import AddbenchError
+from addbench.metrics import intervals
 from addbench.metrics.base import Key, Metric
 from addbench.metrics.features import build_extractor, extract, make_resizer
 from addbench.metrics.refstats import RefStats, get_reference_stats
@@ -48,6 +58,58 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device="cpu", sqrt_sigma2: torch.
     tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
     diff = mu1 - mu2
     return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
+
+
+def _weighted_fd(x: torch.Tensor, z: torch.Tensor, w: np.ndarray, mu2: torch.Tensor, tr2: float) -> float:
+    """Fréchet distance of the rows of ``x`` taken ``w[i]`` times each (a bootstrap draw) to N(mu2, S2), with
+    ``z = x S2^½`` and ``tr2 = tr(S2)``: the moments of the drawn rows (unbiased covariance, as ``torch.cov`` of the
+    repeated rows), ``tr((S1 S2)^½)`` from the eigenvalues of the weighted scatter of z, or of its Gram matrix when
+    fewer distinct rows than dimensions were drawn (same non-zero eigenvalues, smaller matrix)."""
+    sel = np.flatnonzero(w)
+    idx = torch.from_numpy(sel).to(x.device)
+    ws = torch.as_tensor(w[sel], dtype=torch.float64, device=x.device)
+    n = ws.sum()
+    xs, zs = x[idx], z[idx]
+    mu = ws @ xs / n
+    tr1 = (ws * ((xs - mu) ** 2).sum(1)).sum() / (n - 1)
+    zc = (zs - ws @ zs / n) * ws.sqrt()[:, None]
+    m = (zc @ zc.T if zc.shape[0] < zc.shape[1] else zc.T @ zc) / (n - 1)
+    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    diff = mu - mu2
+    return float(diff @ diff + tr1 + tr2 - 2 * tr_covmean)
+
+
+_BATCH_ELEMS = 2 ** 24  # FID draws are batched when the rows' outer products (n x d²) fit in this many numbers
+
+
+def _weighted_fd_batch(sums: dict, counts: np.ndarray, mu2: torch.Tensor, tr2: float) -> np.ndarray:
+    """``_weighted_fd`` of many draws at once, for small features, from per-prompt sums (``_prompt_sums``) and the
+    draws' prompt counts (B x P): the weighted scatters come from one product with the summed outer products (about
+    the sample mean, so nothing cancels), then one batched eigendecomposition. Equal to ``_weighted_fd`` to rounding."""
+    c = torch.as_tensor(counts, dtype=torch.float64, device=sums["x"].device)
+    d = sums["x"].shape[1]
+    tot = c @ sums["n"]
+    mu = c @ sums["x"] / tot[:, None]
+    mx0, mz0 = c @ sums["x0"] / tot[:, None], c @ sums["z0"] / tot[:, None]
+    tr1 = (c @ sums["x0sq"] - tot * (mx0 * mx0).sum(1)) / (tot - 1)
+    m = (c @ sums["zz"]).view(-1, d, d) - tot[:, None, None] * mz0[:, :, None] * mz0[:, None, :]
+    m = m / (tot - 1)[:, None, None]
+    tr_covmean = torch.linalg.eigvalsh((m + m.transpose(1, 2)) / 2).clamp(min=0).sqrt().sum(1)
+    diff = mu - mu2
+    return ((diff * diff).sum(1) + tr1 + tr2 - 2 * tr_covmean).cpu().numpy()
+
+
+def _prompt_sums(x: torch.Tensor, z: torch.Tensor, row_prompt: torch.Tensor, n_prompts: int) -> dict:
+    """Per-prompt sums for ``_weighted_fd_batch``: rows, x and z about their means, |x0|², z0 z0^T (flattened)."""
+    x0, z0 = x - x.mean(0), z - z.mean(0)
+    d = x.shape[1]
+
+    def total(v):
+        return torch.zeros((n_prompts, *v.shape[1:]), dtype=v.dtype, device=v.device).index_add_(0, row_prompt, v)
+
+    return {"n": total(torch.ones(len(x), dtype=x.dtype, device=x.device)), "x": total(x), "x0": total(x0),
+            "z0": total(z0), "x0sq": total((x0 * x0).sum(1)),
+            "zz": total((z0[:, :, None] * z0[:, None, :]).reshape(len(x), d * d))}
 
 
 def kernel_distance(gen, ref, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0,
@@ -86,9 +148,9 @@ class _FeatureSetMetric(Metric):
 
     def __init__(self, device="cpu", reference=None, features="inception", resize: str = "clean",
                  weights: str | None = None, cache_dir: str | None = None, batch_size: int = 64,
-                 num_workers: int = 0, max_boot: int = 200):
+                 num_workers: int = 0, max_boot: int = intervals.DRAWS):
         super().__init__(device)
-        self.max_boot = max_boot  # bootstrap draws cap: each FID draw is one DxD eigendecomposition
+        self.max_boot = max_boot  # bootstrap draws cap (each FID draw is one DxD eigendecomposition); default: all
         self.resize = resize
         self.extractor = build_extractor(features, self.device, weights, resize)
         self.resizer = make_resizer(resize, self.extractor.input_size)
@@ -104,6 +166,11 @@ class _FeatureSetMetric(Metric):
         self.add_state("_count", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("_feats", torch.zeros(0), "cat")
         self.add_state("_feat_keys", torch.zeros(0, dtype=torch.long), "cat")
+
+    ci_method = intervals.BASIC_BIAS
+
+    def ci_draws(self, n_boot: int) -> int:
+        return min(n_boot, self.max_boot)
 
     def convention(self) -> str:
         return f"{self.extractor.id},{self.resize}"
@@ -170,11 +237,11 @@ class _FeatureSetMetric(Metric):
             out.append(order[np.repeat(starts[sel] - np.cumsum(c) + c, c) + np.arange(c.sum())])
         return out
 
-    def _resampled(self, n_boot: int, seed: int):
-        """Yield feature matrices (CPU) of the bootstrap draws of ``_draw_rows``."""
-        feats = self.features()[0]
-        for rows in self._draw_rows(n_boot, seed):
-            yield feats[rows]
+    def _prompt_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted prompt ids, each feature row's index into them)."""
+        prompts = self.features()[1][:, 0].numpy()
+        uniq = np.unique(prompts)
+        return uniq, np.searchsorted(uniq, prompts)
 
     def sync(self) -> None:
         """A rank that scored nothing still has empty moment states: size them before the all-reduce."""
@@ -213,30 +280,43 @@ class FID(_FeatureSetMetric):
 
     def bootstrap_values(self, n_boot: int, seed: int = 0, part: tuple[int, int] = (0, 1)) -> dict[int, float]:
         """FID of bootstrap draws ``i`` with ``i % part[1] == part[0]`` (ranks split the draws; a draw's value
-        does not depend on the split). Features stay on the device; each draw gathers its rows there."""
+        does not depend on the split): the drawn rows' weighted moments against the reference, on the device."""
         ref = self.reference_stats()
         mu2 = torch.as_tensor(ref.mu, dtype=torch.float64, device=self.device)
         sigma2 = torch.as_tensor(ref.sigma, dtype=torch.float64, device=self.device)
-        root = _sqrt_psd(sigma2)
-        feats = self.features()[0].to(self.device, torch.float64)
+        x = self.features()[0].to(self.device, torch.float64)
+        z = x @ _sqrt_psd(sigma2)  # rows x Sr^½: Sr^½ S Sr^½ is the weighted scatter of z
+        tr2 = float(sigma2.trace())
+        uniq, row_prompt = self._prompt_index()
+        n, d = x.shape
+        batched = n * d * d <= _BATCH_ELEMS  # small features: all draws of a chunk at once
+        if batched:
+            sums = _prompt_sums(x, z, torch.from_numpy(row_prompt).to(self.device), len(uniq))
         out = {}
-        for i, rows in enumerate(self._draw_rows(n_boot, seed)):
-            if i % part[1] == part[0]:
-                f = feats[torch.from_numpy(rows).to(self.device)]
-                out[i] = frechet_distance(f.mean(0), torch.cov(f.T), mu2, sigma2, self.device, root)
+        chunk = max(1, min(256, _BATCH_ELEMS // (d * d)))
+        for first, counts in intervals.prompt_count_chunks(len(uniq), n_boot, seed, chunk):
+            ids = np.arange(first, first + len(counts))
+            keep = ids % part[1] == part[0]
+            if batched and keep.any():
+                out.update(zip(ids[keep].tolist(), _weighted_fd_batch(sums, counts[keep], mu2, tr2).tolist()))
+            elif keep.any():  # one draw at a time: one d x d (or k x k) eigendecomposition each
+                out.update({int(i): _weighted_fd(x, z, c[row_prompt], mu2, tr2) for i, c in zip(ids[keep], counts[keep])})
         return out
 
-    def bootstrap(self, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float] | None:
-        """Percentile CI of FID over prompts resampled with replacement (reference stats held fixed), with
-        min(n_boot, max_boot) draws: each costs one DxD eigendecomposition (2048² float64: ~0.1 s on a GPU,
-        seconds on a CPU). Values handed over by ``set_bootstrap_values`` (the runner splits the draws
-        over its ranks) are used when they are for the same draws."""
+    def bootstrap(self, n_boot: int = intervals.DRAWS, seed: int = 0,
+                  alpha: float = 1 - intervals.LEVEL) -> tuple[float, float] | None:
+        """95% interval for E[FID_n] over prompts: ``intervals.basic_bias_interval`` of min(n_boot, max_boot) draws
+        (lower end clipped at 0), containing ``compute()``. A draw costs one eigendecomposition of a d x d (or k x k,
+        k distinct rows < d) matrix; small features (n d² <= 2^24) go in batches. 1,000 draws took 57 s on one CPU
+        thread at toy-2k's size (2,000 x 512-d; the 200 draws of the old route took 34 s) and 5 s at the toy suite's
+        (320 x 512-d: Gram route), ``benchmarks/interval_cost.py``.
+        Values handed over by ``set_bootstrap_values`` (the runner splits the draws over its ranks) are used when
+        they are for the same draws."""
         if not self._feats:
             return None
-        n = min(n_boot, self.max_boot)
+        n = self.ci_draws(n_boot)
         values = self._given_boot.get((n, seed)) or self.bootstrap_values(n, seed)
-        lo, hi = np.quantile([values[i] for i in range(n)], [alpha / 2, 1 - alpha / 2])
-        return float(lo), float(hi)
+        return intervals.basic_bias_interval([values[i] for i in range(n)], self.compute(), alpha, lower=0.0)
 
     def set_bootstrap_values(self, n_boot: int, seed: int, values: dict[int, float]) -> None:
         self._given_boot[(min(n_boot, self.max_boot), seed)] = dict(values)
@@ -265,12 +345,44 @@ class KID(_FeatureSetMetric):
         return kernel_distance(self.features()[0].numpy(), self._ref_feats(), self.num_subsets,
                                self.max_subset_size, self.seed, self.device)
 
-    def bootstrap(self, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float] | None:
-        """Percentile CI of KID over prompts resampled with replacement, min(n_boot, max_boot) draws."""
+    def bootstrap_values(self, n_boot: int, seed: int = 0, chunk_draws: int = 128) -> np.ndarray:
+        """The generator-dependent part of KID's U-statistic, ``U_gg - 2 mean k(ref, gen)``, on each draw of prompts
+        (the reference-pair term is the same in every draw; ``basic_bias_interval`` uses only the draws' spread
+        about their mean). From per-prompt sums of the kernel: ``K_p[p, q]`` (gen-gen), ``t_p`` (its diagonal: a
+        sample with itself), ``r_p`` (mean kernel to the reference features). A draw with prompt counts ``c`` has
+        ``U_gg = (c K_p c - sum c_p² t_p) / (N² - sum c_p² s_p)``: ordered pairs of distinct samples, where two copies
+        of one sample are not distinct (``s_p`` seeds of prompt p, ``N = c . s``). The subsets of the point estimate
+        are not redrawn: their Monte Carlo noise (100 subsets) is small next to the spread over prompts."""
+        dev = self.device
+        y = self.features()[0].to(dev, torch.float64)
+        ref = torch.as_tensor(np.asarray(self._ref_feats()), dtype=torch.float64, device=dev)
+        n, d = y.shape
+        uniq, row_prompt = self._prompt_index()
+        g = torch.from_numpy(row_prompt).to(dev)
+        p = len(uniq)
+        kp = torch.zeros(p, p, dtype=torch.float64, device=dev)
+        tie = torch.zeros(p, dtype=torch.float64, device=dev)
+        rsum = torch.zeros(p, dtype=torch.float64, device=dev)
+        seeds = torch.bincount(g, minlength=p).to(torch.float64)
+        step = max(1, 2 ** 22 // max(n, ref.shape[0]))
+        for s in range(0, n, step):
+            yc, gc = y[s:s + step], g[s:s + step]
+            k = (yc @ y.T / d + 1) ** 3
+            kp.index_add_(0, gc, torch.zeros(len(yc), p, dtype=torch.float64, device=dev).index_add_(1, g, k))
+            tie.index_add_(0, gc, k[torch.arange(len(yc), device=dev), torch.arange(s, s + len(yc), device=dev)])
+            rsum.index_add_(0, gc, ((yc @ ref.T / d + 1) ** 3).mean(1))
+        out = []
+        for _, counts in intervals.prompt_count_chunks(p, n_boot, seed, chunk_draws):
+            c = torch.as_tensor(counts, dtype=torch.float64, device=dev)
+            nw, c2 = c @ seeds, c * c
+            u = (((c @ kp) * c).sum(1) - c2 @ tie) / (nw * nw - c2 @ seeds)
+            out.append((u - 2 * (c @ rsum) / nw).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def bootstrap(self, n_boot: int = intervals.DRAWS, seed: int = 0,
+                  alpha: float = 1 - intervals.LEVEL) -> tuple[float, float] | None:
+        """95% interval for E[KID_n | reference features] over prompts: ``intervals.basic_bias_interval`` of
+        min(n_boot, max_boot) draws of ``bootstrap_values``, containing ``compute()``."""
         if not self._feats:
             return None
-        ref = self._ref_feats()
-        values = [kernel_distance(f.numpy(), ref, self.num_subsets, self.max_subset_size, self.seed + i, self.device)
-                  for i, f in enumerate(self._resampled(min(n_boot, self.max_boot), seed))]
-        lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-        return float(lo), float(hi)
+        return intervals.basic_bias_interval(self.bootstrap_values(self.ci_draws(n_boot), seed), self.compute(), alpha)

@@ -81,10 +81,15 @@ def test_eval_then_leaderboard(fake_suite, fake_model, tmp_path):
     assert len(df) == 21
     _ok(["eval", "--model", "fake", "--suite", fake_suite, "--out", tmp_path / "runs", "--steps", "1", "--no-progress"])
     r = _ok(["leaderboard", tmp_path / "runs", "--format", "csv"])
-    table = pd.read_csv(__import__("io").StringIO(r.output))
-    assert list(table["NFE"]) == [1, 4] and set(table["source"]) == {"measured"}
-    assert "fake_gap ↓" in table.columns and "fake_brightness[x100] ↑" in table.columns
-    assert " ± " in table["fake_brightness[x100] ↑"][0]
+    table = pd.read_csv(__import__("io").StringIO(r.output))  # numeric: value, ci_lo, ci_hi per metric
+    assert list(table["nfe"]) == [1, 4] and set(table["source"]) == {"measured"}
+    assert {"fake_gap", "fake_brightness", "fake_brightness_ci_lo", "fake_brightness_ci_hi"} <= set(table.columns)
+    assert (table["fake_brightness_ci_lo"] <= table["fake_brightness"]).all() and table["fake_gap_ci_lo"].isna().all()
+    _ok(["leaderboard", tmp_path / "runs", "--format", "parquet", "--out", tmp_path / "lb.parquet"])
+    assert list(pd.read_parquet(tmp_path / "lb.parquet").columns) == list(table.columns)
+    meta = json.loads((tmp_path / "lb.meta.json").read_text())["metrics"]
+    assert meta["fake_gap"]["higher_is_better"] is False and meta["fake_brightness"]["id"] == "fake_brightness[x100]"
+    assert "needs --out" in _err(["leaderboard", tmp_path / "runs", "--format", "parquet"])
     r = _ok(["leaderboard", f"{tmp_path}/runs/*/*", "--format", "md", "--published", "dmdx_table1", "--ci", "interval"])
     lines = r.output.splitlines()
     assert lines[0].startswith("| model | NFE | suite |") and lines[1].startswith("|---|")
@@ -94,7 +99,8 @@ def test_eval_then_leaderboard(fake_suite, fake_model, tmp_path):
     out = tmp_path / "lb.tex"
     _ok(["leaderboard", tmp_path / "runs", "--format", "latex", "--out", out])
     tex = out.read_text()
-    assert tex.startswith("\\begin{tabular}") and "$\\pm$" in tex and "fake\\_gap $\\downarrow$" in tex
+    assert tex.startswith("\\begin{tabular}") and "fake\\_gap $\\downarrow$" in tex
+    assert "$\\pm$" in tex or " [" in tex  # ± only where the interval is symmetric to the digits shown
 
 
 def test_samples_grid(fake_model, tmp_path):

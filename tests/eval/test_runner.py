@@ -37,6 +37,8 @@ def test_run_dir_layout_and_record(fake_suite, tmp_path):
     lo, hi = b["ci95"]
     assert lo < b["value"] < hi and b["higher_is_better"] and b["per"] == "sample" and b["n"] == 21
     assert rec["metrics"]["fake_gap"]["higher_is_better"] is False and rec["metrics"]["fake_gap"]["ci95"] is None
+    assert b["ci"] == {"method": "percentile", "draws": 1000, "level": 0.95, "unit": "prompt"}  # how ci95 was made
+    assert rec["metrics"]["fake_gap"]["ci"] is None and rec["metrics"]["fake_diversity"]["ci"]["method"] == "percentile"
     assert rec["metrics"]["fake_diversity"]["per"] == "prompt"
     assert rec["suite"]["prompt_sha256"] and rec["suite"]["hash"] != rec["suite"]["config_sha256"]
     assert rec["model"]["model_hash"] == "f" * 64 and rec["model"]["nfe"] == 4

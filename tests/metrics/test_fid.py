@@ -323,3 +323,81 @@ def test_bootstrap_draw_rows_are_the_prompt_resampling_draws(data):
     expected = [np.concatenate([rows[p] for p in uniq[draws.integers(0, len(uniq), len(uniq))]]) for _ in range(6)]
     got = m._draw_rows(6, 5)
     assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+class _Identity:
+    id, input_size = "identity", (8, 8)
+
+    def __call__(self, x):  # never called: states are set directly
+        return x
+
+
+def _loaded(cls, x, keys, ref_feats, **kw):
+    from addbench.metrics.refstats import RefStats
+
+    m = cls(features=_Identity(), **kw)
+    x64 = torch.as_tensor(x, dtype=torch.float64)
+    m._feats, m._feat_keys = [x64.float()], [torch.as_tensor(keys)]
+    m._sum, m._outer, m._count = x64.sum(0), x64.T @ x64, torch.tensor(float(len(x)), dtype=torch.float64)
+    m._ref = RefStats(ref_feats.mean(0), np.cov(ref_feats.T), ref_feats.astype(np.float32), "synthetic")
+    return m
+
+
+@pytest.mark.parametrize("n,d", [(60, 6), (30, 40)])  # 30 x 40: fewer distinct rows than dims (the Gram route)
+def test_fid_draws_equal_fid_of_the_drawn_rows(n, d, monkeypatch):
+    """Every route of ``bootstrap_values`` (batched, per draw) == FID of the drawn rows, gathered with repeats."""
+    import addbench.metrics.fid as fid_mod
+
+    rng = np.random.default_rng(0)
+    keys = [(int(p), s) for s, p in enumerate(rng.integers(0, n // 3, n))]  # uneven prompts, unsorted
+    m = _loaded(FID, rng.standard_normal((n, d)) * 2 + 1, keys, rng.standard_normal((500, d)))
+    feats = m.features()[0].double()
+    ref = m.reference_stats()
+    expected = [frechet_distance(feats[r].mean(0), torch.cov(feats[r].T), ref.mu, ref.sigma) for r in m._draw_rows(9, 3)]
+    batched = m.bootstrap_values(9, 3)
+    monkeypatch.setattr(fid_mod, "_BATCH_ELEMS", 0)
+    one_by_one = m.bootstrap_values(9, 3)
+    split = {**m.bootstrap_values(9, 3, (0, 2)), **m.bootstrap_values(9, 3, (1, 2))}
+    # rel 1e-6: with fewer samples than dims the d x d routes add sqrt(rounding noise) of the zero eigenvalues
+    # (~1e-8 each), which the k x k Gram route does not have
+    for values in (batched, one_by_one, split):
+        assert [values[i] for i in range(9)] == pytest.approx(expected, rel=1e-9 if n > d else 1e-6)
+
+
+def test_kid_draws_are_the_u_statistic_of_the_drawn_prompts():
+    """KID draw = mean kernel over pairs of drawn samples that are distinct samples - 2 x mean kernel to the refs
+    (KID less its reference-pair term, the same in every draw), from per-prompt kernel sums."""
+    rng = np.random.default_rng(1)
+    n, d = 30, 5
+    keys = [(i // 3, i % 3) for i in range(n)]
+    # float32-exact values: the metric keeps features and reference features in float32
+    x, refs = (v.astype(np.float32).astype(np.float64)
+               for v in (rng.standard_normal((n, d)), rng.standard_normal((80, d)) + 0.3))
+    m = _loaded(KID, x, keys, refs)
+    got = m.bootstrap_values(7, 4)
+    k = lambda a, b: (a @ b.T / d + 1) ** 3
+    for i, rows in enumerate(m._draw_rows(7, 4)):
+        kk = k(x[rows], x[rows])
+        distinct = rows[:, None] != rows[None, :]
+        want = kk[distinct].mean() - 2 * k(x[rows], refs).mean()
+        assert got[i] == pytest.approx(want, rel=1e-9)
+
+
+def test_fid_kid_intervals_hold_their_estimate_and_say_how_they_were_made():
+    """The old percentile interval sat above FID (bootstrap draws carry its O(1/n) bias again); the new one holds the
+    estimate, for FID and KID, and ``ci_info`` names the rule and the number of draws."""
+    rng = np.random.default_rng(2)
+    d = 24
+    x = rng.standard_normal((80, d)) * 1.05  # close to the reference: FID is mostly bias
+    keys = [(i // 2, i % 2) for i in range(80)]
+    refs = rng.standard_normal((2000, d))
+    fid, kid = _loaded(FID, x, keys, refs), _loaded(KID, x, keys, refs)
+    draws = fid.bootstrap_values(1000, 0)
+    old_lo = np.quantile(list(draws.values()), 0.025)
+    assert old_lo > fid.compute()  # the audit's finding: the percentile interval excludes its estimate
+    for m in (fid, kid):
+        lo, hi = m.bootstrap()
+        assert lo <= m.compute() <= hi and lo < hi
+        assert m.ci_info() == {"method": "basic+bias", "draws": 1000, "level": 0.95, "unit": "prompt"}
+    assert fid.bootstrap()[0] >= 0
+    assert FID(features=_Identity(), max_boot=200).ci_info()["draws"] == 200
