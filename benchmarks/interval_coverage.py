@@ -266,7 +266,8 @@ def run_kid(sc, reps, draws, seed, n_ref=1000, num_subsets=20):
         ties_out = (quad - (w ** 2) @ diag) / (nn ** 2 - (w ** 2).sum(1)) - 2 * cross
         # the reference-pair term is constant over draws; add the point estimate's to put draws on KID's scale
         const = t - ((kyy.sum() - diag.sum()) / (len(x) * (len(x) - 1)) - 2 * rvec.mean())
-        iv = {f"{k} (ties kept)": v for k, v in rules_from_draws(t, naive + const).items() if k in ("percentile", "basic+bias")}
+        iv = {f"{k} (ties kept)": v for k, v in rules_from_draws(t, naive + const).items()
+              if k in ("percentile", "basic+bias")}
         iv.update({f"{k} (ties dropped)": v for k, v in rules_from_draws(t, ties_out + const).items()
                    if k in ("percentile", "basic+bias", "normal")})
         for k, (lo, hi) in iv.items():

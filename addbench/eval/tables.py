@@ -125,8 +125,8 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
                + (f" (first {limit})" if limit else "") + off_suite, "source": "measured",
                "run": str(path.parent), "metrics": {}, "off_suite": bool(off_suite)}
         for mid, m in rec["metrics"].items():
-            row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "higher_is_better": m["higher_is_better"],
-                                   "ci": m.get("ci")}
+            row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "ci": m.get("ci"),
+                                   "higher_is_better": m["higher_is_better"]}
         rows.append(row)
     return rows, skipped
 

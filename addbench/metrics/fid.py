@@ -300,7 +300,8 @@ class FID(_FeatureSetMetric):
             if batched and keep.any():
                 out.update(zip(ids[keep].tolist(), _weighted_fd_batch(sums, counts[keep], mu2, tr2).tolist()))
             elif keep.any():  # one draw at a time: one d x d (or k x k) eigendecomposition each
-                out.update({int(i): _weighted_fd(x, z, c[row_prompt], mu2, tr2) for i, c in zip(ids[keep], counts[keep])})
+                out.update({int(i): _weighted_fd(x, z, c[row_prompt], mu2, tr2)
+                            for i, c in zip(ids[keep], counts[keep])})
         return out
 
     def bootstrap(self, n_boot: int = intervals.DRAWS, seed: int = 0,

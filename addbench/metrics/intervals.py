@@ -11,7 +11,8 @@ skewed prompt effects and 200 prompts; percentile intervals of skewed means run 
 
 FID and KID: ``"basic+bias"``, the basic bootstrap interval moved by the bootstrap's own bias estimate::
 
-    [t - (q_hi - m*), t + (m* - q_lo)]      t: the estimate; q_lo, q_hi: 2.5% / 97.5% quantiles of the draws; m*: their mean
+    [t - (q_hi - m*), t + (m* - q_lo)]
+    t: the estimate; q_lo, q_hi: the 2.5% / 97.5% quantiles of the draws; m*: their mean
 
 Why not the percentile interval. FID is the Fréchet distance of *estimated* moments to fixed reference moments; its
 estimate at n samples is biased upward by O(1/n) (Chong & Forsyth 2020, "Effectively Unbiased FID"), and a
@@ -41,7 +42,7 @@ reference) FD 0 / 0.234; n < d: d = 64 with 20 prompts (n = 40): far FD 9.16 / 1
 
     FID                      far   near  equal | n<d: far   near  equal
     percentile (before)      72.0   0.0   0.0  |      2.2    0.0   0.0
-    basic                    68.0   0.0   0.0  |      2.0    0.0   0.0   (aims at FD: covers it 95.8 / 100 / 100 | 2.5 / 0 / 0)
+    basic                    68.0   0.0   0.0  |      2.0    0.0   0.0   (covers FD: 95.8 100 100 | 2.5 0 0)
     basic+bias (chosen)      95.3 100.0 100.0  |     99.5  100.0 100.0
     percentile - bias        94.8 100.0 100.0  |     99.5  100.0 100.0
     normal, bootstrap sd     95.0 100.0 100.0  |    100.0  100.0 100.0

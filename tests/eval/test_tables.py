@@ -130,9 +130,11 @@ def test_numeric_csv_and_parquet_leaderboards(tmp_path):
         out, side, _ = write_numeric([str(tmp_path)], ["dmdx_table1", "add_table2"], tmp_path / f"lb.{fmt}", fmt)
         got = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
         assert list(got.columns) == list(df.columns) and len(got) == len(df)
-        assert side == tmp_path / "lb.meta.json" and json.loads(side.read_text())["metrics"]["fid"]["higher_is_better"] is False
+        assert side == tmp_path / "lb.meta.json"
+        assert json.loads(side.read_text())["metrics"]["fid"]["higher_is_better"] is False
     import pyarrow.parquet as pq
-    assert json.loads(pq.read_schema(tmp_path / "lb.parquet").metadata[b"addbench"])["format"] == "addbench-leaderboard/1"
+    embedded = json.loads(pq.read_schema(tmp_path / "lb.parquet").metadata[b"addbench"])
+    assert embedded["format"] == "addbench-leaderboard/1"
     with pytest.raises(AddbenchError, match="parquet"):
         make_table(df, "parquet")
 

@@ -353,7 +353,8 @@ def test_fid_draws_equal_fid_of_the_drawn_rows(n, d, monkeypatch):
     m = _loaded(FID, rng.standard_normal((n, d)) * 2 + 1, keys, rng.standard_normal((500, d)))
     feats = m.features()[0].double()
     ref = m.reference_stats()
-    expected = [frechet_distance(feats[r].mean(0), torch.cov(feats[r].T), ref.mu, ref.sigma) for r in m._draw_rows(9, 3)]
+    expected = [frechet_distance(feats[r].mean(0), torch.cov(feats[r].T), ref.mu, ref.sigma)
+                for r in m._draw_rows(9, 3)]
     batched = m.bootstrap_values(9, 3)
     monkeypatch.setattr(fid_mod, "_BATCH_ELEMS", 0)
     one_by_one = m.bootstrap_values(9, 3)

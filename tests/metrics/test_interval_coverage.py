@@ -127,7 +127,8 @@ def _e_kernel(mu1, s1, mu2, s2):
 def test_kid_closed_form_matches_monte_carlo():
     rng = np.random.default_rng(3)
     w = _world("far")
-    x, y = rng.multivariate_normal(w["mu_g"], w["sg"], 200000), rng.multivariate_normal(np.ones(D) * 0.2, w["sr"], 200000)
+    x = rng.multivariate_normal(w["mu_g"], w["sg"], 200000)
+    y = rng.multivariate_normal(np.ones(D) * 0.2, w["sr"], 200000)
     mc = np.mean((np.sum(x * y, 1) / D + 1) ** 3)
     assert _e_kernel(w["mu_g"], w["sg"], np.ones(D) * 0.2, w["sr"]) == pytest.approx(mc, rel=2e-3)
 
@@ -140,7 +141,8 @@ def test_kid_interval_covers_its_expectation(kind):
     refs = rng.multivariate_normal(np.zeros(D), w["sr"], 1000)
     kr = (refs @ refs.T / D + 1) ** 3
     zero = np.zeros((D, D))
-    target = ((kr.sum() - np.trace(kr)) / (len(refs) * (len(refs) - 1)) + _e_kernel(w["mu_g"], w["sg"], w["mu_g"], w["sg"])
+    target = ((kr.sum() - np.trace(kr)) / (len(refs) * (len(refs) - 1))  # E[KID_n | refs], exact
+              + _e_kernel(w["mu_g"], w["sg"], w["mu_g"], w["sg"])
               - 2 * np.mean([_e_kernel(r, zero, w["mu_g"], w["sg"]) for r in refs]))
     ref = RefStats(refs.mean(0), np.cov(refs.T), refs.astype(np.float32), "sample")
     m = KID(features=Identity(), num_subsets=4)
