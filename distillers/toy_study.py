@@ -140,9 +140,8 @@ class Study:
         return results
 
 
-def fid_of(record: Path) -> float:
-    r = json.loads(record.read_text())
-    return next(v["value"] for k, v in r["metrics"].items() if k.startswith("toy_fid"))
+def fid_of(record: dict) -> float:
+    return next(v["value"] for k, v in record["metrics"].items() if k.startswith("toy_fid"))
 
 
 def winners(tune: Path) -> dict[str, tuple[str, list[str], Path]]:
@@ -150,8 +149,8 @@ def winners(tune: Path) -> dict[str, tuple[str, list[str], Path]]:
     The selection rule of the study (TUNING.md); a method with no scored trial keeps its preset."""
     scored = {}
     for rec in (tune / "eval" / "toy-val").glob("*/record.json"):
-        name = json.loads(rec.read_text())["model"]["name"].split("@")[0]
-        scored[name] = fid_of(rec)
+        r = json.loads(rec.read_text())
+        scored[r["model"]["name"].split("@")[0]] = fid_of(r)
     out = {}
     for method, trials in TRIALS.items():
         done = [(scored[n], n, o) for n, _, o in trials if n in scored]
@@ -191,9 +190,9 @@ def table(root: Path, phase: str) -> str:
             v = m.get(k, {})
             lo, hi = (v.get("ci95") or [None, None])
             cells.append(f"{v['value']:.3g} [{lo:.3g}, {hi:.3g}]" if "value" in v and lo is not None else "")
-        rows.append((r["model"].get("name", rec.parent.name), r["model"].get("sampler", {}), cells))
+        rows.append((r["model"].get("name", rec.parent.name), cells))
     head = "| model | " + " | ".join(n.split("[")[0] for n in names) + " |\n|---|" + "---|" * len(names) + "\n"
-    return head + "".join(f"| {n} | " + " | ".join(c) + " |\n" for n, _, c in rows)
+    return head + "".join(f"| {n} | " + " | ".join(c) + " |\n" for n, c in rows)
 
 
 def main(argv=None) -> int:
