@@ -104,6 +104,18 @@ def latency_rows(data: dict, path: Path) -> list[dict]:
     return rows
 
 
+def shown_interval(entry: dict) -> list[float] | None:
+    """The interval a table may print beside a record entry's value, or None. A set-level entry (FID, KID) written
+    before records said how the interval was made (no ``ci``) holds a percentile bootstrap of a biased statistic,
+    which sits above its estimate and is no confidence interval (issue 17): it is dropped, the value kept. So is any
+    interval that does not contain its estimate, whatever made it."""
+    ci = entry.get("ci95")
+    if not ci or (entry.get("ci") is None and entry.get("per") == "set"):
+        return None
+    lo, hi = ci
+    return ci if lo is not None and hi is not None and lo <= entry["value"] <= hi else None
+
+
 def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
     """(rows, skipped) from complete records; incomplete ones are listed in ``skipped``."""
     rows, skipped = [], []
@@ -125,7 +137,7 @@ def measured_rows(record_paths: list[Path]) -> tuple[list[dict], list[str]]:
                + (f" (first {limit})" if limit else "") + off_suite, "source": "measured",
                "run": str(path.parent), "metrics": {}, "off_suite": bool(off_suite)}
         for mid, m in rec["metrics"].items():
-            row["metrics"][mid] = {"value": m["value"], "ci95": m.get("ci95"), "ci": m.get("ci"),
+            row["metrics"][mid] = {"value": m["value"], "ci95": shown_interval(m), "ci": m.get("ci"),
                                    "higher_is_better": m["higher_is_better"]}
         rows.append(row)
     return rows, skipped
@@ -341,8 +353,9 @@ def numeric_frame(rows: list[dict]) -> pd.DataFrame:
 
 def numeric_metadata(rows: list[dict], skipped: list[str] | None = None) -> dict:
     """Per value column of :func:`numeric_frame`: the full metric id, ``higher_is_better`` (None: not stated) and the
-    CI methods of its rows that have an interval (``"unrecorded"``: a record written before ``ci`` was stored: FID/KID
-    there are percentile intervals of 200 draws, the rest of 1,000), ``[]`` when none has one."""
+    CI methods of its rows that have an interval (``"unrecorded"``: a record written before ``ci`` was stored: a
+    percentile interval of 1,000 draws; such records' FID/KID intervals are not shown at all, :func:`shown_interval`),
+    ``[]`` when none has one."""
     names = plain_names(_metric_ids(rows))
     meta: dict = {}
     for mid, name in names.items():

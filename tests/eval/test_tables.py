@@ -160,4 +160,36 @@ def test_shipped_records_still_load_and_print():
         text, skipped = leaderboard([str(runs)], fmt=fmt)
         assert text and "toy" in text
     df = numeric_frame(measured_rows(sorted(runs.rglob("record.json")))[0])
-    assert df["toy_fid"].notna().all() and (df["toy_fid_ci_lo"] < df["toy_fid_ci_hi"]).all()
+    assert df["toy_fid"].notna().all()
+    shown = df["toy_fid_ci_lo"].notna()  # v1 records' FID percentile intervals are dropped (shown_interval)
+    assert shown.any() and not shown.all()
+    assert ((df.loc[shown, "toy_fid_ci_lo"] <= df.loc[shown, "toy_fid"])
+            & (df.loc[shown, "toy_fid"] <= df.loc[shown, "toy_fid_ci_hi"])).all()
+
+
+def test_shown_interval_drops_intervals_that_are_not_confidence_intervals():
+    from addbench.eval.tables import shown_interval
+
+    legacy_fid = {"value": 26.0, "ci95": [25.6, 29.6], "per": "set"}  # a v1 record: no "ci", percentile of FID
+    assert shown_interval(legacy_fid) is None
+    new_fid = {**legacy_fid, "ci": {"method": "basic+bias", "draws": 1000, "level": 0.95, "unit": "prompt"}}
+    assert shown_interval(new_fid) == [25.6, 29.6]
+    assert shown_interval({**new_fid, "ci95": [26.5, 29.6]}) is None  # does not contain its estimate
+    legacy_mean = {"value": 0.69, "ci95": [0.65, 0.73], "per": "sample"}  # a percentile interval of a mean: valid
+    assert shown_interval(legacy_mean) == [0.65, 0.73]
+
+
+def test_committed_toy_leaderboards_print_every_estimate_inside_its_interval():
+    from pathlib import Path
+
+    from addbench.eval.tables import leaderboard_rows, numeric_frame
+
+    root = Path(__file__).resolve().parents[2] / "leaderboards" / "runs"
+    rows, _ = leaderboard_rows([str(p) for p in sorted(root.glob("toy-2k*/*/record.json"))])
+    df = numeric_frame(rows)
+    checked = 0
+    for col in [c for c in df.columns if f"{c}_ci_lo" in df.columns]:
+        both = df[[col, f"{col}_ci_lo", f"{col}_ci_hi"]].dropna()
+        assert ((both[f"{col}_ci_lo"] <= both[col]) & (both[col] <= both[f"{col}_ci_hi"])).all(), col
+        checked += len(both)
+    assert len(df) >= 20 and checked >= 40
