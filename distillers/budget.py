@@ -1,6 +1,6 @@
 """The one toy-world budget every distiller's ``toy`` preset uses (``distillers/BUDGET.md`` says why).
 
-Change it only here, in a commit that says why, and re-run every student (``distillers/run_toy_all.sh``).
+Change it only here, in a commit that says why, and re-run every student (``python -m distillers.toy_study tune|final``).
 """
 from __future__ import annotations
 

@@ -18,6 +18,21 @@ if "ADDBENCH_CACHE" not in os.environ:  # ours: removed when the session ends (e
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ONE_THREAD_DIRS = ("gmm", "train", "video")  # tiny networks: one intra-op thread is faster on a busy 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    """torch on one thread for the tests under ``ONE_THREAD_DIRS`` (restored after each test)."""
+    if Path(str(request.node.path)).parent.name not in ONE_THREAD_DIRS:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

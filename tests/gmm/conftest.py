@@ -1,14 +1,5 @@
-"""The unit world's tests: tiny tensors, so one CPU thread is the fastest (and immune to a busy machine)."""
+"""The unit world's tests (tiny tensors: tests/conftest.py runs them on one CPU thread)."""
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread for each test (other folders' tests set 2): on a loaded 2-core box, OpenMP spinning
-    makes 2 threads several times slower for these tiny networks."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
