@@ -29,6 +29,8 @@ Loss (Eq. 1): L_G = λ_adv · L_adv^G + λ · L_distill, λ = 2.5 (all experimen
   step (Table 1f), in PIXEL space (decode latents first; Sec. 3.1). c(t): exponential α_t (default,
   Table 1d best FID), SDS α_t/(2σ_t)·w(t) (appendix A), NFSD (final model). t ~ U[0.02T, 0.98T] (ours: the
   paper gives no range). The teacher target uses the teacher schedule WITHOUT the zero-terminal rescale.
+  Teacher CFG in x̂_ψ (``teacher_guidance``): the paper states none (Sec. 3.3 and appendix A use one ε̂_ψ);
+  ours: 1 for exponential / SDS, NFSD's own scale 7.5 for NFSD (sdxl preset), 3 on the toy (its sampling CFG).
 
 Training (Sec. 4): ablations 4000 iterations × batch 128 at 512²; the optimiser, learning rates and
 update ratio are not given in the paper: ours are AdamW betas (0, 0.99), one D update per G update

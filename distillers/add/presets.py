@@ -18,7 +18,12 @@ Keys
   "nfsd" (Katzir et al., used for the final ADD-XL model, Table 1d).
 - ``distill_t``: [lo, hi] fractions of T for the teacher timestep t of Eq. 4 (not in the paper; ours,
   the usual SDS range).
-- ``teacher_guidance``: CFG of the teacher target x̂_ψ (not stated for Eq. 4; (check)).
+- ``teacher_guidance``: CFG of the teacher target x̂_ψ. Ours: the paper never gives one. Sec. 3.3 writes the
+  target with a single teacher prediction, x̂_ψ = (x̂_θ,t - σ_t ε̂_ψ(x̂_θ,t, t))/α_t, appendix A (SDS
+  equivalence) uses the same ε̂_ψ, and CFG is mentioned only to say that ADD samples without it (Sec. 1).
+  Hence 1 (plain conditional ε̂_ψ) for the exponential / SDS weightings. NFSD (``weighting=nfsd``, ADD-XL)
+  carries its own scale s on δ_C; ADD does not give it, so the sdxl preset takes NFSD's (Katzir et al.
+  2023: 7.5, also ``nfsd_target``'s default).
 - ``r1_gamma`` γ (Sec. 4: 1e-5, R1 on the inputs of each head).
 - ``feature_net``: the frozen discriminator feature network F (Table 1a: DINOv2 ViT-S best): a DINOv2
   directory / HF-cache id (c_img = its CLS embedding; ADD used a separate ViT-L for c_img, ours: the same
@@ -86,7 +91,9 @@ PRESETS: dict[str, dict] = {
         **_COMMON,
         # DINOv2 ViT-S/14: a local save_pretrained dir or HF-cache id (nothing is downloaded); --set feature_net=<dir>
         "feature_net": "facebook/dinov2-small",
-        "feature_layers": [3, 6, 9, 12],  # StyleGAN-T / DMDX appendix B taps (check for ADD)
+        # ours: ADD Sec. 3.2 only says "features F_k at different layers" and defers to StyleGAN-T [54]; these
+        # are DMDX appendix B's taps for DINOv2 / SAM (layers 3, 6, 9, 12; ../shared/papers/NOTES.md)
+        "feature_layers": [3, 6, 9, 12],
         "feature_t": 0.0,
         "head_blocks": 2,
         "head_width": 256,
@@ -99,8 +106,10 @@ PRESETS: dict[str, dict] = {
 }
 # ADD-M in Table 2 is SD1.5 with the same recipe.
 PRESETS["sd15"] = {**PRESETS["sd21"]}
-# ADD-XL: SDXL backbone, 512 px comparisons, NFSD weighting for the final model (Sec. 4.1).
-PRESETS["sdxl"] = {**PRESETS["sd21"], "weighting": "nfsd"}
+# ADD-XL: SDXL backbone, 512 px comparisons, NFSD weighting for the final model (Sec. 4.1). teacher_guidance is
+# NFSD's scale s on δ_C here: ours, NFSD's own 7.5 (ADD does not state it). It was 1.0 (inherited from _COMMON),
+# which scales δ_C by 1 instead of NFSD's 7.5: changed.
+PRESETS["sdxl"] = {**PRESETS["sd21"], "weighting": "nfsd", "teacher_guidance": 7.5}
 
 
 # The unit world (base gmm, addbench/gmm): a 2-D class-conditional mixture whose law is known exactly;

@@ -1,6 +1,7 @@
 """DMD (v1): Distribution Matching Distillation (Yin, Gharbi, Zhang, Shechtman, Durand, Freeman, Park 2024).
 
-Recipe (values per base in ``presets.py``; items we could not confirm in the paper text are (check)):
+Recipe (values per base in ``presets.py``, each with its source or "ours" + reason; table in
+``distillers/PRESET_SOURCES.md``. DMD released no training code and its appendix was not available to us):
 
 Networks
 - generator G: one-step, a copy of the teacher called at t = T on pure noise z (x̂ = x0 prediction).
@@ -14,14 +15,17 @@ Generator loss: L_G = λ_dm · L_DM + λ_reg · L_reg
   whose gradient w.r.t. x̂ is grad / numel: it pulls x̂ towards the teacher's denoised guess and away from
   the fake score's.
 - L_reg (DMD Eq. 9): LPIPS(G(z_ref), y_ref) on teacher ODE pairs (z_ref, y_ref) collected offline with a
-  deterministic multi-step teacher sampler (``addbench/train/odepairs.py``), λ_reg = 0.25 (check). On
-  latent bases LPIPS is taken on decoded images.
+  deterministic multi-step teacher sampler (``addbench/train/odepairs.py``), λ_reg = 0.25 (ours: unconfirmed
+  DMD paper value, ../shared/papers/NOTES.md). On latent bases LPIPS is taken on decoded images, as DMD2's
+  reimplementation of this regression does (LPIPS-VGG via piq, main/train_sd_ode.py:159-161, 270-283).
 
 Fake-score loss (DMD Eq. 6): the base's own denoising loss on sg(x̂): t ~ U[0, T), ||net(x_t, t) - target||²
   (ε, v or flow target from the schedule), plain conditional, no CFG, no dropout. One fake update per
   generator update (DMD2 raises it to 5).
 
-Optimisers: AdamW for G and μ_fake (lrs / betas / weight decay per preset, (check)). Inference: one step, no CFG.
+Optimisers: AdamW for G and μ_fake; betas (0.9, 0.999), weight decay 0.01 as DMD2's trainers
+(main/train_sd_ode.py:80-85, main/train_sd.py:191-202); lrs per preset (SD1.5 1e-5: ours, DMD2's GAN-free
+SD1.5 script). Inference: one step, no CFG.
 """
 from .distiller import DMD
 

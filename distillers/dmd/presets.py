@@ -1,14 +1,20 @@
 """DMD (v1) hyper-parameters per base (Yin et al. 2024, "One-step Diffusion with Distribution Matching
 Distillation"; the DM-gradient formula is checked against tianweiy/DMD2 main/sd_guidance.py).
 
-A preset is a flat dict; ``addbench train dmd --base B --set key=value`` overrides any key. Values we
-could not confirm in the paper text available to us are marked (check); values that are ours say so.
+A preset is a flat dict; ``addbench train dmd --base B --set key=value`` overrides any key. DMD released no
+training code, and the paper's appendix (hyper-parameters) was not available to us, so each value names its
+source: the tianweiy/DMD2 code where it reimplements a part of DMD's recipe (same first author), or "ours"
+with the reason; "unconfirmed paper value" marks a number recorded from the DMD paper earlier that we could
+not re-read. Full table: distillers/PRESET_SOURCES.md.
 
 Keys
-- ``real_guidance``: CFG of the real score (frozen teacher). (check: DMD reports SD1.5 runs at scale 3
-  and 8; DMD2 uses 1.75 for SD1.5, 8 for SDXL.)
+- ``real_guidance``: CFG of the real score (frozen teacher): 3 (ours: unconfirmed paper value, DMD's
+  SD1.5 FID model at CFG 3, a higher-quality one at 8; DMD2 uses 1.75 for SD1.5 and 8 for SDXL,
+  ``--real_guidance_scale`` in its sdv1.5 / sdxl scripts).
 - ``dm_t``: [lo, hi] fractions of T for the DM-gradient timestep: U[0.02T, 0.98T] (paper / DMD2 code).
-- ``lambda_reg``: weight of the LPIPS ODE-pair regression loss, 0.25 (check).
+- ``lambda_reg``: weight of the LPIPS ODE-pair regression loss, 0.25 (ours: unconfirmed paper value, as
+  ../shared/papers/NOTES.md records it; DMD2 has no joint regression term to compare, its ODE-pair
+  pretraining uses the LPIPS loss alone, main/train_sd_ode.py:277-283).
 - ``lambda_dm``: weight of the DM loss (1).
 - ``fake_per_g``: fake-score updates per generator update (DMD v1: 1; DMD2 raises it to 5).
 - ``gen_t`` / ``readout``: the one-step generator is fed pure noise, told timestep ``gen_t`` and its output read
@@ -18,8 +24,12 @@ Keys
 - ``ode_pairs``: directory of teacher ODE pairs collected offline (``addbench/train/odepairs.py``), made with
   ``reg_pairs`` pairs and ``reg_pair_steps`` teacher steps (recorded here for the collection script); each
   generator step regresses ``batch`` pairs.
-- ``lpips_net``: LPIPS backbone ("vgg" in DMD (check)) or "mse"; on latent bases LPIPS runs on decoded images.
-- ``lr_g`` / ``lr_fake`` / ``betas`` / ``weight_decay``: AdamW.
+- ``lpips_net``: LPIPS backbone or "mse". "vgg": DMD2's reimplementation of the ODE-pair regression uses
+  ``piq.LPIPS`` (VGG16 is the only backbone piq ships; MaxPool replaced by AvgPool, inputs in [0, 1]) on
+  VAE-decoded images (main/train_sd_ode.py:159-161, 270-283). Ours: the ``lpips`` package's VGG (max pooling,
+  inputs in [-1, 1]); on latent bases LPIPS runs on decoded images, as in DMD2.
+- ``lr_g`` / ``lr_fake`` / ``betas`` / ``weight_decay``: AdamW; betas (0.9, 0.999) and weight decay 0.01 as every
+  DMD2 trainer, including its ODE-pair regression trainer (main/train_sd_ode.py:80-85, train_sd.py:191-202).
 - ``batch`` / ``budget_images``: budget in images seen.
 """
 from __future__ import annotations
@@ -33,11 +43,11 @@ _COMMON = {
     "real_guidance": 3.0,
     "dm_t": [0.02, 0.98],
     "lambda_dm": 1.0,
-    "lambda_reg": 0.25,  # (check)
+    "lambda_reg": 0.25,  # ours: unconfirmed DMD paper value (NOTES.md); no official DMD code
     "fake_per_g": 1,
-    "lpips_net": "vgg",  # (check)
-    "betas": [0.9, 0.999],  # (check)
-    "weight_decay": 0.01,  # (check)
+    "lpips_net": "vgg",  # DMD2 main/train_sd_ode.py:159-161 (piq.LPIPS: VGG16 only)
+    "betas": [0.9, 0.999],  # DMD2 main/train_sd_ode.py:83 (and train_sd.py:194,200); DMD's own: not published
+    "weight_decay": 0.01,  # DMD2 main/train_sd_ode.py:84 (and train_sd.py:195,201); DMD's own: not published
     "seed": 0,
 }
 
@@ -57,19 +67,31 @@ PRESETS: dict[str, dict] = {
         "reg_pairs": 8192,  # ours: 600 steps x 128 regress each pair ~9 times
         "reg_pair_steps": 25,
         # Ours: LPIPS needs ImageNet backbone weights, which the offline toy world does not ship; the toy
-        # regression uses the per-pixel MSE instead (DMD2's own ODE-pair pretraining uses MSE too). With the
-        # VGG weights in torch's hub cache, --set lpips_net=vgg gives the paper's LPIPS.
+        # regression uses the per-pixel MSE instead (DMD2's ODE-pair pretraining uses LPIPS-VGG,
+        # main/train_sd_ode.py:159-161). With the VGG weights in torch's hub cache, --set lpips_net=vgg gives LPIPS.
         "lpips_net": "mse",
     },
-    # Text-to-image DMD on SD1.5 / LAION-Aesthetics (check every number against the paper's appendix).
+    # Text-to-image DMD on SD1.5 / LAION-Aesthetics. The DMD appendix was not available to us: every number
+    # below is ours, taken from DMD2's closest official script where one exists (distillers/PRESET_SOURCES.md).
     "sd15": {
         **_COMMON,
-        "lr_g": 1e-5,  # (check)
-        "lr_fake": 1e-5,  # (check)
-        "batch": 2048,  # (check)
-        "budget_images": 2048 * 20000,  # (check)
-        "reg_pairs": 500_000,  # (check)
-        "reg_pair_steps": 50,  # (check: PNDM 50 steps in DMD)
+        # ours: DMD2's GAN-free SD1.5 run (DMD without the regression term) uses lr 1e-5 for generator and fake
+        # score (experiments/sdv1.5/laion6.25_..._lr1e-5_..._from_scratch.sh lines 9-10); DMD2's SDXL ODE-pair
+        # regression also 1e-5 (experiments/sdxl/sdxl_lr1e-5_8node_ode_pretraining_10k_cond399.sh line 9)
+        "lr_g": 1e-5,
+        "lr_fake": 1e-5,
+        # ours: DMD2's SD1.5 batch, --batch_size 32 per GPU x 64 GPUs (same script, lines 6 and 13)
+        "batch": 2048,
+        # ours: 20k generator steps, DMD2's SDXL length (DMDX Table 7); DMD2's GAN-free SD1.5 run above reached
+        # its best checkpoint at 39k (experiments/sdv1.5/README.md model zoo)
+        "budget_images": 2048 * 20000,
+        # ours: DMD's pair count is an unconfirmed paper value; DMD2's SDXL regression used 10k pairs
+        # (sdxl_lr1e-5_8node_ode_pretraining_10k_cond399.sh line 22, --num_ode_pairs 10000)
+        "reg_pairs": 500_000,
+        # ours: "PNDM 50 steps" is an unconfirmed paper value; DMD2 makes its SDXL pairs with the diffusers
+        # pipeline's default 50 steps (Euler, trailing spacing) at CFG 8 (main/sdxl/
+        # generate_noise_image_pairs_laion_sdxl.py:21, 53, 111-119)
+        "reg_pair_steps": 50,
         "resolution": 512,
     },
 }
@@ -107,7 +129,7 @@ PRESETS["gmm"] = {
     # 200 steps, class accuracy 0.93 vs 0.95)
     "lr_g": 3e-3,
     "lr_fake": 3e-3,
-    "lpips_net": "mse",  # ours, gmm: points, not images (DMD2's own ODE-pair pretraining uses MSE too)
+    "lpips_net": "mse",  # ours, gmm: points, not images (LPIPS needs RGB images; DMD2 itself uses LPIPS-VGG)
     "reg_pairs": 4096,  # ours, gmm: 300 steps x 128 regress each pair ~9 times
     "reg_pair_steps": 25,  # ours, gmm: 25-step teacher DDIM endpoints score ED 0.010 against the exact law
 }

@@ -24,8 +24,11 @@ Losses (per sample, mean over the batch)
 Schedule and optimisation
 - TTUR: ``fake_per_g`` = 5 (fake score + head) updates per generator update (10 in the SD1.5 script);
   one loop step = 1 generator update + 5 fake updates, each fake update on freshly generated samples.
-- AdamW, generator and guidance lr 5e-7 (SDXL, SD1.5 fine-tuning stage), betas / weight decay torch
-  defaults (check), max grad norm 10, bf16 autocast; SDXL batch 128 (2/GPU x 64), 1024 px.
+- AdamW, generator and guidance lr 5e-7 (SDXL, SD1.5 fine-tuning stage), betas (0.9, 0.999), weight decay 0.01
+  (torch's defaults, passed explicitly in main/train_sd.py:191-202), max grad norm 10 (train_sd.py:375,404;
+  ``--max_grad_norm 10.0`` in every script), bf16 autocast; SDXL batch 128 (``--batch_size 2`` x 64 GPUs,
+  experiments/sdxl/README.md "training with 64 gpu"; gradient accumulation is asserted off, train_sd.py:689),
+  1024 px.
 - Multi-step backward simulation (sd_unified_model.sample_backward): pick n, run the student without grad
   from pure noise n steps (x0 prediction, re-noise with FRESH noise to the next timestep), then the grad
   step at t_n; input at t = 999 is pure noise.

@@ -16,7 +16,9 @@ Keys (``addbench train dmd2 --base B --set key=value`` overrides any of them)
 - ``readout``: how the generator's output becomes x0 (``addbench/readout.py``); DMD2: the teacher's own
   ε-parameterisation ("base") on every base.
 - ``lr_g`` / ``lr_fake`` / ``lr_disc`` / ``betas`` / ``weight_decay``: AdamW (DMD2 trains fake UNet and
-  classifier head with one "guidance" optimiser; betas (0.9, 0.999), weight decay 0.01 (check)).
+  classifier head with one "guidance" optimiser; betas (0.9, 0.999), weight decay 0.01, eps the torch default:
+  tianweiy/DMD2 main/train_sd.py:191-202, the same in main/edm/train_edm.py:97-108). DMD2 also warms each lr up
+  linearly over 500 steps (train_sd.py:205-216, ``--warmup_step`` default 500 at :633); we do not.
 - ``grad_clip``: max grad norm 10 (scripts).
 - ``batch`` / ``budget_images``: images seen (SDXL: batch 2/GPU x 64 GPUs = 128, ~20K iterations).
 """
@@ -34,8 +36,8 @@ _COMMON = {
     "readout": "base",
     "backward_simulation": True,
     "head_width": 0,  # classifier width; 0 = the bottleneck's channels (DMD2: 1280)
-    "betas": [0.9, 0.999],  # (check: torch AdamW defaults in train_sd.py)
-    "weight_decay": 0.01,  # (check)
+    "betas": [0.9, 0.999],  # DMD2 main/train_sd.py:194,200 (AdamW, generator and guidance)
+    "weight_decay": 0.01,  # DMD2 main/train_sd.py:195,201 (torch's AdamW default, passed explicitly)
     "grad_clip": 10.0,
     "seed": 0,
 }
@@ -63,7 +65,11 @@ PRESETS: dict[str, dict] = {
         "lr_fake": 1e-4,
         "lr_disc": 1e-4,
     },
-    # SD1.5, LAION aesthetics 6.25 (laion6.25_..._gan1e-3 script; it resumes a GAN-free run at lr 1e-5).
+    # SD1.5, LAION aesthetics 6.25: DMD2's stage 2 (experiments/sdv1.5/laion6.25_..._gan1e-3_noode_resume_fixdata.sh).
+    # It is NOT trained from the teacher: it resumes (--ckpt_only_path, script line 38) the stage-1 checkpoint of
+    # laion6.25_..._lr1e-5_..._from_scratch.sh (no GAN, lr 1e-5, 39k iterations; experiments/sdv1.5/README.md
+    # model zoo). Stage 1 here: --set lr_g=1e-5 lr_fake=1e-5 lr_disc=1e-5 lambda_gan_g=0 lambda_gan_d=0
+    # budget_images=<2048*39000>; then stage 2 (this preset) with --set init=<stage-1 ckpt dir>.
     "sd15": {
         **_COMMON,
         "real_guidance": 1.75,
@@ -71,8 +77,10 @@ PRESETS: dict[str, dict] = {
         "lambda_gan_d": 1e-2,
         "fake_per_g": 10,
         "lr_g": 5e-7, "lr_fake": 5e-7, "lr_disc": 5e-7,
-        "batch": 32 * 64,
-        "budget_images": 32 * 64 * 20000,  # (check: iterations are not fixed in the scripts)
+        "batch": 32 * 64,  # --batch_size 32 per GPU (script line 13) x 8 nodes x 8 GPUs (line 6), no accumulation
+        # experiments/sdv1.5/README.md model zoo: this script's released checkpoint (FID 8.35) is 2k iterations on
+        # top of stage 1 (the scripts themselves set --train_iters 1e8). Was 2048 * 20000 (unsourced): changed.
+        "budget_images": 32 * 64 * 2000,
         "resolution": 512,
     },
     # SDXL 1-step (sdxl_cond399_..._gan5e-3_guidance8 script): init from the ODE-pair pre-regressed generator
@@ -86,7 +94,9 @@ PRESETS: dict[str, dict] = {
         "gen_t": 399.0,
         "lr_g": 5e-7, "lr_fake": 5e-7, "lr_disc": 5e-7,
         "batch": 128,
-        "budget_images": 128 * 20000,  # Table 7 of DMDX: 20K iterations
+        # Table 7 of DMDX: 20K iterations (kept). DMD2's own model zoo (experiments/sdxl/README.md) releases this
+        # script's checkpoint at 24k iterations (the 4-step backsim one at 19k); the script sets --train_iters 1e8.
+        "budget_images": 128 * 20000,
         "resolution": 1024,
         "precision": "bf16",
         "grad_checkpointing": True,
