@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import pathlib
 import time
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def main(argv=None) -> Path:
     state_f = a.out / "train_state.pt"
     step = 0
     if state_f.is_file():
-        st = torch.load(state_f, map_location=dev, weights_only=False)
+        # tensors and plain containers only (no code runs); Path is allowed for states whose args held Paths
+        with torch.serialization.safe_globals([pathlib.PosixPath, pathlib.WindowsPath]):
+            st = torch.load(state_f, map_location=dev, weights_only=True)
         unet.load_state_dict(st["unet"]); te.load_state_dict(st["te"])
         ema["unet"].load_state_dict(st["ema_unet"]); ema["te"].load_state_dict(st["ema_te"])
         opt.load_state_dict(st["opt"]); step = st["step"]
@@ -68,7 +71,8 @@ def main(argv=None) -> Path:
     def save_state():
         tmp = state_f.with_suffix(".tmp")
         torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "ema_unet": ema["unet"].state_dict(),
-                    "ema_te": ema["te"].state_dict(), "opt": opt.state_dict(), "step": step, "args": vars(a)}, tmp)
+                    "ema_te": ema["te"].state_dict(), "opt": opt.state_dict(), "step": step,
+                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}, tmp)
         tmp.replace(state_f)
 
     t0 = time.time()

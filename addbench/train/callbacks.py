@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,6 +22,15 @@ from addbench.errors import AddbenchError
 
 class TrainingStopped(AddbenchError):
     """The run was stopped by a detector (collapse, NaN); the message says why and at which step."""
+
+
+class TrainingInterrupted(SystemExit):
+    """SIGINT / SIGTERM stopped the run (:class:`~addbench.train.loop.StopOnSignal`); uncaught, the process exits
+    with 128 + the signal number (130, 143), as a shell reports a process killed by that signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
 
 
 class Callback:
@@ -48,17 +60,41 @@ class CollapseDetector(Callback):
                                       "the generator collapsed to a constant image")
 
 
+def read_metrics(path: Path) -> tuple[list[dict], list[int]]:
+    """The records of a ``metrics.jsonl`` and the numbers (from 1) of the lines that are not one (a line torn by
+    a killed run, or damaged): those are skipped."""
+    records, bad = [], []
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    for n, ln in enumerate(text.splitlines(), 1):
+        if not ln.strip():
+            continue
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            records.append(rec)
+        else:
+            bad.append(n)
+    return records, bad
+
+
 class JsonlLogger(Callback):
-    """``metrics.jsonl``: one line per logged step; on resume, lines past the resumed step are dropped."""
+    """``metrics.jsonl``: one line per logged step. On resume the file is rewritten with the lines up to the resumed
+    step: lines past it are dropped, and so is a line torn by the killed run (with a note on stderr)."""
 
     def __init__(self, run_dir: Path, every_images: int, resume_step: int = 0):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.every = every_images
         self._next = 0
         if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+            records, bad = read_metrics(self.path)
+            if bad:
+                print(f"{self.path}: dropped {len(bad)} unreadable line(s) ({', '.join(map(str, bad[:5]))}), "
+                      "torn by the interrupted run", file=sys.stderr, flush=True)
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= resume_step))
+            os.replace(tmp, self.path)
 
     def on_step(self, state, logs):
         if state.images_seen < self._next and state.images_seen < state.budget:
@@ -159,9 +195,13 @@ def save_grid(images: torch.Tensor, path: Path, ncol: int | None = None) -> Path
 
 def loss_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Read ``metrics.jsonl`` back as {key: [(images_seen, value), ...]} (plot it however you like)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records, bad = read_metrics(path)
+    if bad:
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s) ({', '.join(map(str, bad[:5]))}), e.g. one "
+                      "torn by a killed run", stacklevel=2)
     out: dict[str, list] = {}
-    for ln in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(ln)
+    for rec in records:
         for k, v in rec.items():
             if k not in ("step", "images_seen", "time"):
                 out.setdefault(k, []).append((rec["images_seen"], v))

@@ -1,27 +1,43 @@
 """Training state on disk: resume = run the same command again.
 
-``<run>/state/step_000001200/`` holds ``networks.safetensors`` (every trainable network, keys
-``<net>/<param>``), ``ema.safetensors``, ``optim.pt`` (full optimiser state dicts), ``rng_rank<r>.pt``
-(torch CPU/CUDA, numpy, python) and ``meta.json`` (step, images seen, config hash). Each state is
-written to a ``.tmp_*`` directory and renamed, so a killed run never leaves a half state; the last
-``keep`` states are kept. With FSDP2 the full state dicts are gathered to rank 0, which writes them.
+``<run>/state/step_000001200/`` holds:
+
+- ``networks.safetensors``: every trainable network, keys ``<net>/<param>``; ``ema.safetensors``: the EMA shadows;
+- ``optim.pt``: the full optimiser state dicts (tensors, numbers, lists), read back with
+  ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers and refuses anything else;
+- ``rng_rank<r>.safetensors`` (torch CPU and CUDA generator states, uint8) and ``rng_rank<r>.json`` (python
+  ``random`` and numpy states as numbers);
+- ``meta.json``: step, images seen, world size, config hash;
+- ``manifest.json``: every other file with its sha256 and size, written last.
+
+A state is written to ``.tmp_step_*``; its files are fsynced, then the manifest is written, then the directory is
+renamed. A state whose manifest is missing or does not verify is incomplete or damaged: :func:`restore` tries the
+kept states newest first and resumes from the first that verifies and loads, with one line on stderr per state it
+skips. States of the previous format (pickled ``rng_rank<r>.pt``, no manifest) are refused, never unpickled. The
+last ``keep`` states are kept. With FSDP2 the full state dicts are gathered to rank 0, which writes them.
 At the end :func:`export_student` writes the addbench checkpoint directory of DESIGN.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from addbench.errors import AddbenchError
 from addbench.train.parallel import DistContext, barrier
 
 _WRAP_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.", "module.")
+STATE_FORMAT = "addbench-train-state/2"
+MANIFEST = "manifest.json"
+OLD_FORMAT = "old state format: pickled .pt files, no manifest.json"
 
 
 def clean_key(k: str) -> str:
@@ -79,26 +95,123 @@ def model_state(net: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
     return get_model_state_dict(net, options=_opts(ctx))
 
 
-def _rng_state() -> dict:
-    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+# ---- random number generators: tensors + numbers, no pickle ------------------------------------------
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's generators: torch's (CPU, each CUDA device) as uint8 tensors, numpy's and python's as
+    JSON numbers (python's floats round-trip exactly through ``repr``)."""
+    tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
+        tensors.update({f"cuda:{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    numbers = {"numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+               "python": [version, list(internal), py_gauss]}
+    return tensors, numbers
 
 
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+def _set_rng_state(tensors: dict[str, torch.Tensor], numbers: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    kind, keys, pos, has_gauss, gauss = numbers["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(gauss)))
+    version, internal, py_gauss = numbers["python"]
+    random.setstate((version, tuple(internal), py_gauss))
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda:")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ---- manifest ---------------------------------------------------------------------------------------
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(state_dir: Path) -> None:
+    """fsync every file of ``state_dir``, then write ``manifest.json`` (sha256 and bytes of each) and fsync it."""
+    files = {}
+    for p in sorted(q for q in state_dir.iterdir() if q.is_file() and q.name != MANIFEST):
+        _fsync(p)
+        files[p.name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+    (state_dir / MANIFEST).write_text(json.dumps({"format": STATE_FORMAT, "files": files}, indent=1))
+    _fsync(state_dir / MANIFEST)
+    _fsync_dir(state_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries (new files, a rename) durable; a no-op where the OS cannot fsync a directory."""
+    try:
+        _fsync(path)
+    except OSError:
+        pass
+
+
+def _manifest_files(state_dir: Path) -> dict:
+    return json.loads((state_dir / MANIFEST).read_text())["files"]
+
+
+def verify_state(state_dir: Path) -> str | None:
+    """None when ``state_dir``'s manifest verifies (every listed file there, with its size and sha256), else why
+    not, in a few words."""
+    state_dir = Path(state_dir)
+    if not (state_dir / MANIFEST).is_file():
+        return OLD_FORMAT if any(state_dir.glob("rng_rank*.pt")) else "no manifest.json: incomplete"
+    try:
+        manifest = json.loads((state_dir / MANIFEST).read_text())
+        fmt, files = manifest["format"], manifest["files"]
+        sizes = {str(name): int(e["bytes"]) for name, e in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "manifest.json unreadable"
+    if fmt != STATE_FORMAT:
+        return f"manifest.json: unknown format {fmt!r}"
+    for name in ("meta.json", "networks.safetensors", "optim.pt"):
+        if name not in sizes:
+            return f"manifest.json lists no {name}"
+    for name, size in sorted(sizes.items()):  # sizes first: a truncated file is found without hashing anything
+        path = state_dir / name
+        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+            return f"{name}: missing"
+        if path.stat().st_size != size:
+            return f"{name}: {path.stat().st_size} bytes, manifest says {size}"
+    for name in sorted(sizes):
+        if _sha256(state_dir / name) != files[name].get("sha256"):
+            return f"{name}: sha256 mismatch"
+    return None
+
+
+def _state_dirs(run_dir: Path) -> list[Path]:
+    root = Path(run_dir) / "state"
+    return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.is_dir() else []
 
 
 def latest_state(run_dir: Path) -> Path | None:
-    root = Path(run_dir) / "state"
-    done = sorted(p for p in root.glob("step_*") if (p / "meta.json").is_file()) if root.is_dir() else []
+    """The newest completed state directory (it has a manifest, or the previous format's ``meta.json``), not
+    verified: what a run has kept, e.g. to know that its config may no longer change."""
+    done = [p for p in _state_dirs(run_dir) if (p / MANIFEST).is_file() or (p / "meta.json").is_file()]
     return done[-1] if done else None
 
+
+def state_images(state_dir: Path) -> int | None:
+    """Images seen at ``state_dir`` (its ``meta.json``), None where that cannot be read."""
+    try:
+        return int(json.loads((Path(state_dir) / "meta.json").read_text())["images_seen"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ---- save -------------------------------------------------------------------------------------------
 
 def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn.Module],
                opts: dict[str, torch.optim.Optimizer], ema: EMA | None, config_hash: str,
@@ -112,7 +225,10 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(ctx)
-    torch.save(_rng_state(), tmp / f"rng_rank{ctx.rank}.pt")
+    rng_tensors, rng_numbers = _rng_state()
+    save_file(rng_tensors, str(tmp / f"rng_rank{ctx.rank}.safetensors"))
+    (tmp / f"rng_rank{ctx.rank}.json").write_text(json.dumps(rng_numbers))
+    barrier(ctx)  # every rank's RNG files are there before rank 0 lists them in the manifest
     weights = {f"{name}/{k}": v for name, net in nets.items() for k, v in model_state(net, ctx).items()}
     optim = {}
     for name, opt in opts.items():
@@ -128,27 +244,71 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
         if ema_sd is not None:
             save_file({k: v.contiguous() for k, v in ema_sd.items()}, str(tmp / "ema.safetensors"))
         torch.save(optim, tmp / "optim.pt")
-        (tmp / "meta.json").write_text(json.dumps({"step": step, "images_seen": images_seen,
+        (tmp / "meta.json").write_text(json.dumps({"format": STATE_FORMAT, "step": step, "images_seen": images_seen,
                                                    "world_size": ctx.world_size, "config_hash": config_hash,
                                                    **(info or {})}))
+        write_manifest(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        for old in sorted(p for p in root.glob("step_*") if p != final)[: max(0, len(list(root.glob("step_*"))) - keep)]:
+        _fsync_dir(root)
+        for p in _state_dirs(run_dir):  # states past this one are from a timeline a resume fell back from
+            if p.name > final.name:
+                shutil.rmtree(p, ignore_errors=True)
+        kept = _state_dirs(run_dir)
+        for old in kept[: max(0, len(kept) - keep)]:
             shutil.rmtree(old, ignore_errors=True)
     barrier(ctx)
     return final
 
 
-def load_state(path: Path, *, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
-               ema: EMA | None, ctx: DistContext) -> dict:
-    """Restore networks, optimisers, EMA and this rank's RNG; returns meta (step, images_seen)."""
+# ---- load -------------------------------------------------------------------------------------------
+
+def _parsed(path: Path, load):
+    """``load(path)``, or an AddbenchError naming the file and what is wrong with it."""
+    import pickle
+
+    try:
+        return load(path)
+    except pickle.UnpicklingError:
+        raise AddbenchError(f"{path.name}: refused to unpickle (holds more than tensors and plain data)") from None
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:100]
+        raise AddbenchError(f"{path.name}: {type(exc).__name__}{': ' + first if first else ''}") from None
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def read_state(path: Path, *, rank: int = 0, world_size: int = 1) -> dict:
+    """Everything one rank needs from the state at ``path``, parsed but not applied (a file that does not parse
+    raises here, before any network changed). Only files the manifest lists are read; nothing is unpickled but
+    tensors and plain data (``weights_only=True``)."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
-    weights = load_file(str(path / "networks.safetensors"))
-    optim = torch.load(path / "optim.pt", weights_only=False)
+    listed = _parsed(path / MANIFEST, _json)["files"]
+    meta = _parsed(path / "meta.json", _json)
+    try:
+        meta["step"], meta["images_seen"] = int(meta["step"]), int(meta["images_seen"])
+    except (KeyError, TypeError, ValueError):
+        raise AddbenchError("meta.json: no integer step / images_seen") from None
+    st = lambda p: load_file(str(p))  # noqa: E731
+    out = {"meta": meta, "weights": _parsed(path / "networks.safetensors", st),
+           "optim": _parsed(path / "optim.pt", lambda p: torch.load(p, weights_only=True)), "ema": None, "rng": None}
+    if "ema.safetensors" in listed:
+        out["ema"] = _parsed(path / "ema.safetensors", st)
+    rng = f"rng_rank{rank}"
+    if meta.get("world_size", 1) == world_size and f"{rng}.safetensors" in listed and f"{rng}.json" in listed:
+        out["rng"] = (_parsed(path / f"{rng}.safetensors", st), _parsed(path / f"{rng}.json", _json))
+    return out
+
+
+def apply_state(state: dict, *, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+                ema: EMA | None, ctx: DistContext) -> dict:
+    """Load what :func:`read_state` read into networks, optimisers, EMA and this rank's RNG; returns meta."""
+    weights, optim = state["weights"], state["optim"]
     for name, net in nets.items():
         sd = {k.split("/", 1)[1]: v for k, v in weights.items() if k.split("/", 1)[0] == name}
         if ctx.distributed:
@@ -161,12 +321,82 @@ def load_state(path: Path, *, nets: dict[str, nn.Module], opts: dict[str, torch.
             net.load_state_dict(sd)
             if name in opts:
                 opts[name].load_state_dict(optim[name])
-    if ema is not None and (path / "ema.safetensors").exists():
-        ema.load_full_state(load_file(str(path / "ema.safetensors")))
-    rng = path / f"rng_rank{ctx.rank}.pt"
-    if rng.exists() and meta.get("world_size", 1) == ctx.world_size:
-        _set_rng_state(torch.load(rng, weights_only=False))
-    return meta
+    if ema is not None and state["ema"] is not None:
+        ema.load_full_state(state["ema"])
+    if state["rng"] is not None:
+        _set_rng_state(*state["rng"])
+    return state["meta"]
+
+
+def load_state(path: Path, *, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+               ema: EMA | None, ctx: DistContext) -> dict:
+    """Restore networks, optimisers, EMA and this rank's RNG from one state (verified first); returns meta."""
+    why = verify_state(path)
+    if why is not None:
+        raise AddbenchError(f"state {Path(path).name} cannot be loaded ({why})")
+    return apply_state(read_state(path, rank=ctx.rank, world_size=ctx.world_size), nets=nets, opts=opts, ema=ema,
+                       ctx=ctx)
+
+
+def _pick(run_dir: Path, ctx: DistContext) -> tuple[Path | None, dict | None]:
+    """Rank 0's walk over the kept states, newest first: the first that verifies and reads, and what it read."""
+    root = Path(run_dir) / "state"
+    skipped: list[tuple[str, str]] = []
+    for path in reversed(_state_dirs(run_dir)):
+        why = verify_state(path)
+        if why is None:
+            try:
+                state = read_state(path, rank=ctx.rank, world_size=ctx.world_size)
+            except AddbenchError as exc:  # a listed file that verifies but does not parse
+                why = str(exc)
+        if why is None:
+            for name, reason in skipped:
+                print(f"state {name} damaged ({reason}); resuming from {path.name}", file=sys.stderr, flush=True)
+            return path, state
+        skipped.append((path.name, why))
+    if not skipped:
+        return None, None
+    if all(reason == OLD_FORMAT for _, reason in skipped):
+        from addbench import __version__
+
+        raise AddbenchError(f"{root} holds training state in the old format (pickled .pt files, no manifest.json), "
+                            f"which addbench {__version__} does not unpickle; restart into a new --out, or finish "
+                            "the run with the addbench commit that wrote it")
+    detail = "; ".join(f"{name}: {reason}" for name, reason in skipped)
+    raise AddbenchError(f"no intact training state in {root} ({detail}); delete {root} to start the run over, "
+                        "or train into a new --out")
+
+
+def restore(run_dir: Path, *, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+            ema: EMA | None, ctx: DistContext) -> dict | None:
+    """Resume from the newest kept state that verifies (:func:`verify_state`) and loads; meta, or None when the
+    run has no state yet. Rank 0 picks the state; the others load the same one."""
+    path, state, error = None, None, None
+    if ctx.is_main:
+        try:
+            path, state = _pick(run_dir, ctx)
+        except AddbenchError as exc:
+            if not ctx.distributed:
+                raise
+            error = exc
+    if ctx.distributed:  # every rank learns rank 0's pick (or its error) before any of them loads or fails
+        import torch.distributed as dist
+
+        box = [path.name if path is not None else None, str(error) if error is not None else None]
+        dist.broadcast_object_list(box, src=0)
+        if box[1] is not None:
+            raise error if error is not None else AddbenchError(box[1])
+        if box[0] is None:
+            return None
+        path = Path(run_dir) / "state" / box[0]
+        if not ctx.is_main:
+            try:
+                state = read_state(path, rank=ctx.rank, world_size=ctx.world_size)
+            except AddbenchError as exc:
+                raise AddbenchError(f"rank {ctx.rank}: state {path.name} does not load ({exc})") from None
+    if state is None:
+        return None
+    return apply_state(state, nets=nets, opts=opts, ema=ema, ctx=ctx)
 
 
 # ---- export -----------------------------------------------------------------------------------------

@@ -5,13 +5,19 @@ a fresh batch; then ``images_seen += batch``. A call is: zero grads -> (other ne
 autocast loss -> backward -> clip each updated network's grad norm -> optimiser steps. After the step: the
 logs read from the GPU in one copy (a non-finite loss stops the run), EMA of the student, logs averaged over
 ranks, callbacks, and a checkpoint when one is due. No turn waits for the GPU, so an eager step's host keeps
-launching kernels ahead of it.
+launching kernels ahead of it. SIGTERM / SIGINT stop the loop after the step in progress, with one line that
+names the state kept and the command that resumes (docs/training.md).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
+import os
+import shlex
+import signal
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +26,8 @@ from torch import nn
 
 from addbench.errors import AddbenchError
 from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDetector, ProgressBar, SampleGrid,
-                                      TensorBoardLogger, TrainingStopped, WandbLogger)
-from addbench.train.checkpoint import EMA, clean_key, latest_state, load_state, model_state, save_state
+                                      TensorBoardLogger, TrainingInterrupted, TrainingStopped, WandbLogger)
+from addbench.train.checkpoint import EMA, clean_key, latest_state, model_state, restore, save_state, state_images
 from addbench.train.config import checkpointed, config_hash, per_network
 from addbench.train.data import TrainData
 from addbench.train.optim import MasterAdamW, optimizer
@@ -188,11 +194,13 @@ def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path
             raise AddbenchError(f"{name} is sharded with bf16/fp16 weights, whose small AdamW steps round away; under "
                                 "FSDP2 train from fp32 weights (base_dtype=fp32; autocast computes in bf16) or set "
                                 "master_weights=off")
+    for opt in opts.values():  # the key :func:`warmup_` adds, there before a resume (FSDP2 loads only known keys)
+        for group in opt.param_groups:
+            group.setdefault("base_lr", group["lr"])
     ema = EMA(nets[distiller.student_network], float(cfg["ema"])) if float(cfg["ema"]) > 0 else None
     state = LoopState(0, 0, int(cfg["budget_images"]), Path(run_dir), distiller, cfg, ctx, nets, opts, ema)
-    last = latest_state(run_dir)
-    if last is not None:
-        meta = load_state(last, nets=nets, opts=opts, ema=ema, ctx=ctx)
+    meta = restore(run_dir, nets=nets, opts=opts, ema=ema, ctx=ctx)
+    if meta is not None:
         state.step, state.images_seen = meta["step"], meta["images_seen"]
     return state
 
@@ -206,15 +214,71 @@ def warmup_(opt: torch.optim.Optimizer, images_seen: int, warmup_images: int) ->
         group["lr"] = group["base_lr"] * frac
 
 
+# ---- stopping on SIGTERM / SIGINT ----------------------------------------------------------------------
+
+class StopOnSignal:
+    """SIGTERM / SIGINT while training: the first lets the step in progress finish (with its checkpoint when one is
+    due) and then stops the loop; a second stops it at once (the half step is dropped; the states on disk are whole).
+    Installed in the main thread only; the previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(signum)
+        self.signum = signum
+
+
+def resume_command(run_dir: Path, ctx: DistContext) -> str:
+    """The command that resumes this run: the one that started it (``sys.argv``), spelled ``addbench ...``,
+    ``torchrun ... -m addbench.cli ...`` or ``python SCRIPT ...``; ``--out`` added where it was left to its default."""
+    argv = list(sys.argv) or [""]
+    cli = Path(argv[0]).name == "addbench" or Path(argv[0]).as_posix().endswith("addbench/cli.py")
+    if not cli and not argv[0].endswith(".py"):
+        return f"the same call again (out={run_dir})"
+    args = argv[1:]
+    if cli and not any(a == "--out" or a.startswith("--out=") for a in args):
+        args += ["--out", str(run_dir)]
+    if ctx.distributed:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+        nodes = ctx.world_size // max(local, 1)
+        head = ["torchrun", f"--nproc_per_node={local}", *([f"--nnodes={nodes}"] if nodes > 1 else [])]
+        head += ["-m", "addbench.cli"] if cli else [argv[0]]
+    else:
+        head = ["addbench"] if cli else ["python", argv[0]]
+    return shlex.join(head + args)
+
+
+def stopped_line(state: LoopState, signum: int) -> str:
+    """``stopped at step N (SIGTERM); kept state step_X (M images); resume with: COMMAND``."""
+    last = latest_state(state.run_dir)
+    kept = (f"kept state {last.name} ({state_images(last)} images)" if last is not None
+            else "no state kept yet (the run starts over)")
+    return (f"stopped at step {state.step} ({signal.Signals(signum).name}); {kept}; "
+            f"resume with: {resume_command(state.run_dir, state.ctx)}")
+
+
 def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> LoopState:
+    """Train until the budget is spent, then save the final state. SIGTERM / SIGINT stop it cleanly
+    (:class:`StopOnSignal`): one line says what was kept and how to resume, and the process exits with 128 + the
+    signal number (:class:`TrainingInterrupted`)."""
     cfg, ctx, d, nets, opts = state.cfg, state.ctx, state.distiller, state.nets, state.opts
     cbs = default_callbacks(state, state.step) if callbacks is None else callbacks
-    every_ckpt = int(cfg["ckpt_every_images"]) or max(int(cfg["batch"]), state.budget // 10)
-    chash = config_hash({k: v for k, v in cfg.items() if k != "budget_images"})
     wants_grad = {name: [p.requires_grad for p in net.parameters()] for name, net in nets.items()}
-    # compile_mode=reduce-overhead: each turn is one iteration for torch's CUDA-graph trees (the graph outputs of
-    # the turn before are not read again: losses and logs are eager tensors)
-    graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
 
     def trainable(only: tuple[str, ...] | None):
         for name, net in nets.items():
@@ -222,60 +286,83 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
             for p, g in zip(net.parameters(), wants_grad[name]):
                 p.requires_grad_(g and on)
 
+    stop, interrupted = StopOnSignal(), None
     try:
-        while state.images_seen < state.budget:
-            logs: dict = {}  # floats or 0-dim tensors until the end of the step
-            losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
-            for call, turn in enumerate(calls_at(d.turns, state.step)):
-                batch = data.batch(state.step, call, turn.name)
-                for opt in opts.values():
-                    opt.zero_grad(set_to_none=True)
-                trainable(turn.networks)
-                if graph_turns:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with autocast(cfg, ctx.device):
-                    loss, extra = d.loss(turn.name, batch, state.step)
-                loss.backward()
-                for name in turn.networks:
-                    logs[f"{name}/grad_norm"] = _grad_norm(nets[name].parameters(), float(cfg["grad_clip"]))
-                for name in turn.networks:
-                    warmup_(opts[name], state.images_seen, int(cfg["warmup_images"]))
-                    opts[name].step()
-                losses.append((turn.name, loss.detach()))
-                logs[f"{turn.name}/loss"] = loss.detach()
-                logs.update(extra)
-            trainable(None)
-            # the step's one wait for the GPU. A non-finite loss stops the run here, before the EMA, callbacks and
-            # checkpoint: the weights it updated in memory are dropped, the last state on disk stays good
-            values = read_logs({**{f"#{i}": v for i, (_, v) in enumerate(losses)}, **logs})
-            for i, (turn_name, _) in enumerate(losses):
-                lv = values[f"#{i}"]
-                if not math.isfinite(lv):
-                    raise TrainingStopped(f"step {state.step}: turn {turn_name!r} loss is {lv}; lower the learning "
-                                          f"rate or check the loss (last good state in {state.run_dir / 'state'})")
-            logs = {k: values[k] for k in logs}
-            state.step += 1
-            state.images_seen += int(cfg["batch"])
-            if state.ema is not None:
-                state.ema.update()
-            logs = mean_over_ranks(logs, ctx)
-            state.history.append({"step": state.step, **logs})
-            for cb in cbs:
-                cb.on_step(state, logs)
-            if state.images_seen // every_ckpt != (state.images_seen - int(cfg["batch"])) // every_ckpt:
-                save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
-                           ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                           info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
-        last = latest_state(state.run_dir)
-        if last is None or int(last.name.split("_")[1]) != state.step:
-            save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
-                       ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                           info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
+        with stop:
+            _train(state, data, cbs, stop, trainable)
+    except TrainingInterrupted as exc:
+        interrupted = exc
+        raise
     finally:
         trainable(None)
         for cb in cbs:
             cb.on_end(state)
+        if interrupted is not None and ctx.is_main:
+            print(stopped_line(state, interrupted.signum), file=sys.stderr, flush=True)
     return state
+
+
+def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, trainable) -> None:
+    """:func:`run`'s steps, its checkpoints and its final state; stops after a step when ``stop`` saw a signal."""
+    cfg, ctx, d, nets, opts = state.cfg, state.ctx, state.distiller, state.nets, state.opts
+    every_ckpt = int(cfg["ckpt_every_images"]) or max(int(cfg["batch"]), state.budget // 10)
+    chash = config_hash({k: v for k, v in cfg.items() if k != "budget_images"})
+    # compile_mode=reduce-overhead: each turn is one iteration for torch's CUDA-graph trees (the graph outputs of
+    # the turn before are not read again: losses and logs are eager tensors)
+    graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
+    while state.images_seen < state.budget:
+        logs: dict = {}  # floats or 0-dim tensors until the end of the step
+        losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
+        for call, turn in enumerate(calls_at(d.turns, state.step)):
+            batch = data.batch(state.step, call, turn.name)
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            trainable(turn.networks)
+            if graph_turns:
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast(cfg, ctx.device):
+                loss, extra = d.loss(turn.name, batch, state.step)
+            loss.backward()
+            for name in turn.networks:
+                logs[f"{name}/grad_norm"] = _grad_norm(nets[name].parameters(), float(cfg["grad_clip"]))
+            for name in turn.networks:
+                warmup_(opts[name], state.images_seen, int(cfg["warmup_images"]))
+                opts[name].step()
+            losses.append((turn.name, loss.detach()))
+            logs[f"{turn.name}/loss"] = loss.detach()
+            logs.update(extra)
+        trainable(None)
+        # the step's one wait for the GPU. A non-finite loss stops the run here, before the EMA, callbacks and
+        # checkpoint: the weights it updated in memory are dropped, the last state on disk stays good
+        values = read_logs({**{f"#{i}": v for i, (_, v) in enumerate(losses)}, **logs})
+        for i, (turn_name, _) in enumerate(losses):
+            lv = values[f"#{i}"]
+            if not math.isfinite(lv):
+                raise TrainingStopped(f"step {state.step}: turn {turn_name!r} loss is {lv}; lower the learning "
+                                      f"rate or check the loss (last good state in {state.run_dir / 'state'})")
+        logs = {k: values[k] for k in logs}
+        state.step += 1
+        state.images_seen += int(cfg["batch"])
+        if state.ema is not None:
+            state.ema.update()
+        if ctx.distributed:  # the ranks agree on stopping through the step's one all-reduce
+            logs["#stop"] = float(stop.signum is not None)
+        logs = mean_over_ranks(logs, ctx)
+        agreed = logs.pop("#stop", None)
+        state.history.append({"step": state.step, **logs})
+        for cb in cbs:
+            cb.on_step(state, logs)
+        if state.images_seen // every_ckpt != (state.images_seen - int(cfg["batch"])) // every_ckpt:
+            save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
+                       ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
+                       info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
+        if (agreed > 0) if agreed is not None else (stop.signum is not None):
+            raise TrainingInterrupted(stop.signum or int(signal.SIGTERM))
+    last = latest_state(state.run_dir)
+    if last is None or int(last.name.split("_")[1]) != state.step:
+        save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
+                   ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
+                   info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
 
 
 def final_student(state: LoopState, base) -> nn.Module | None:
