@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from addbench.config import EvalConfig, nest_dotted, parse_assignments, parse_int_list
+from addbench import validate as V
 from addbench.errors import AddbenchError
 from addbench.registry import BASES, DISTILLERS, METRICS, RegistryError
 
@@ -29,17 +30,32 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 console = Console(soft_wrap=True, highlight=False)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).strip()
+
+
 def guarded(fn):
-    """One red line and exit code 2 for user-facing errors."""
+    """One red line and exit code 2 for user-facing errors (docs/errors.md)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (AddbenchError, RegistryError) as exc:
-            msg = " ".join(str(exc).split("\n")).strip()
-            err.print(f"[red]error: {escape(msg)}[/red]")
+            err.print(f"[red]error: {escape(_one_line(exc))}[/red]")
             raise typer.Exit(2) from None
     return wrapper
+
+
+INTERNAL_ERROR_EXIT = 1
+
+
+def _internal_error(exc: BaseException) -> int:
+    """The last resort of :func:`main`: one line, exit 1; ``ADDBENCH_DEBUG=1`` re-raises for the traceback."""
+    if os.environ.get("ADDBENCH_DEBUG", "") not in ("", "0"):
+        raise exc
+    err.print(f"[red]error: internal error ({type(exc).__name__}: {escape(_one_line(exc)[:300])}); please report "
+              "with ADDBENCH_DEBUG=1 for the traceback[/red]")
+    return INTERNAL_ERROR_EXIT
 
 
 def _device(device: str) -> str:
@@ -72,6 +88,10 @@ def eval_cmd(
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="METRIC.KEY=VALUE override, e.g. fid.reference=/data/val2017"),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="exact run directory (instead of OUT/...)"),
     rescore: bool = typer.Option(False, "--rescore", help="score again even if the record is complete"),
+    repair: bool = typer.Option(False, "--repair", help="a finished run whose files no longer match its record (or an "
+                                                      "invalid record): regenerate the damaged samples and rescore"),
+    verify: str = typer.Option("auto", "--verify", help="how a finished run is checked against its manifest: size | "
+                                                      "full (sha256 too) | auto (full up to 2 GiB of files)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved configuration (JSON) and exit"),
     fast: bool = typer.Option(False, "--fast", help="fast generation path (CUDA graph, channels-last, SDPA; UNet "
@@ -100,7 +120,7 @@ def eval_cmd(
     res = evaluate(model, suite, out_dir=out, device=_device(device), batch_size=batch_size, sampler_overrides=sampler,
                    dtype=dtype, limit=limit, run_dir=run_dir, progress=not no_progress, rescore=rescore,
                    metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch,
-                   overlap_scoring=overlap, metric_precision=metric_precision)
+                   overlap_scoring=overlap, metric_precision=metric_precision, repair=repair, verify=verify)
     if _is_main() and res.record:
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""
@@ -184,6 +204,7 @@ def prompts_build(name: str = typer.Argument(..., help="suite name (or its promp
     """Validate the official file, apply the suite's selection rule, cache the prompt set as JSONL + sha256."""
     from addbench.prompts import build_prompt_set, cache_dir, resolve_prompt_spec
 
+    V.existing(source, "--from")
     _, spec = resolve_prompt_spec(name)
     pset = build_prompt_set(spec, source)
     console.print(f"{pset.name}: {len(pset)} prompts, sha256 {pset.sha256} -> {cache_dir() / (pset.name + '.jsonl')}")
@@ -196,6 +217,7 @@ def prompts_show(name: str = typer.Argument(..., help="suite name"), n: int = ty
     from addbench.prompts import load_prompts
     from addbench.suites import load_suite
 
+    V.int_at_least(n, 0, "-n", "prompts to show")
     pset = load_prompts(load_suite(name))
     console.print(f"{pset.name}: {len(pset)} prompts, sha256 {pset.sha256}")
     for r in pset.records[:n]:
@@ -206,7 +228,8 @@ def prompts_show(name: str = typer.Argument(..., help="suite name"), n: int = ty
 @app.command("samples")
 @guarded
 def samples_cmd(
-    model: str = typer.Option(..., "--model", "-m"),
+    model: List[str] = typer.Option(..., "--model", "-m", help="a model as in eval; repeat it for one block of rows "
+                                    "per model"),
     prompts: List[str] = typer.Option(..., "--prompts", "-p", help="a prompt (repeatable) or a text file, one prompt a line"),
     seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
     grid: Path = typer.Option(..., "--grid", help="output PNG"),
@@ -214,25 +237,49 @@ def samples_cmd(
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="captions above the columns, model and NFE before "
+                                "the rows, small images upscaled (nearest); --no-labels: the bare tile, native size"),
+    cell: int = typer.Option(256, "--cell", help="with labels: upscale small images until a cell is this many px"),
 ):
-    """A PNG grid: rows = step counts, columns = prompt x seed (the gmm unit world: a scatter PNG, one point per
-    prompt x seed, one panel per step count after the exact samples)."""
+    """A PNG grid: rows = step counts (per model), columns = prompt x seed, labelled (the gmm unit world: a scatter
+    PNG, one point per prompt x seed, one panel per step count after the exact samples). Generates exactly the
+    images shown: a row is never padded to the model's micro-batch."""
     from addbench.eval.grid import sample_grid
     from addbench.gmm.sample import is_gmm_model
 
+    step_list = parse_int_list(steps, "--steps", 1, "sampling steps, one grid row each")
+    seed_list = V.seeds(parse_int_list(seeds, "--seeds", 0, "seeds are integers in [0, 2^63)"))
+    if guidance is not None:
+        V.non_negative(guidance, "--guidance", "the CFG scale; 1 = none")
+    if cell < 1:
+        raise AddbenchError(f"--cell must be >= 1 (pixels); got {cell}")
+    V.device_available(device)
+    V.dtype_name(dtype)
+    V.writable_file(grid, "--grid", (".png",))
     plist = []
     for p in prompts:
-        plist += [ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip()] if Path(p).is_file() else [p]
-    if is_gmm_model(model):
+        plist += _prompt_lines(p) if Path(p).is_file() else [p]
+    if not plist or not all(p.strip() for p in plist):
+        raise AddbenchError("--prompts: give at least one non-empty prompt (or a text file, one prompt a line)")
+    if any(is_gmm_model(m) for m in model):
+        if len(model) > 1:
+            raise AddbenchError("--model: a gmm model draws a scatter of its own; give it alone")
         from addbench.gmm.plot import scatter_model
 
-        scatter_model(model, grid, parse_int_list(steps, "--steps"), plist, parse_int_list(seeds, "--seeds"),
-                      device=_device(device), guidance=guidance)
-        console.print(f"wrote {grid}: gmm scatter of {len(plist)} prompt(s) x {len(parse_int_list(seeds, '--seeds'))} seed(s)")
+        scatter_model(model[0], grid, step_list, plist, seed_list, device=_device(device), guidance=guidance)
+        console.print(f"wrote {grid}: gmm scatter of {len(plist)} prompt(s) x {len(seed_list)} seed(s)")
         return
-    rows = sample_grid(model, plist, parse_int_list(seeds, "--seeds"), grid, parse_int_list(steps, "--steps"),
-                       guidance=guidance, device=_device(device), dtype=dtype)
-    console.print(f"wrote {grid}: {rows} row(s) x {len(plist) * len(parse_int_list(seeds, '--seeds'))} column(s)")
+    rows = sample_grid(model if len(model) > 1 else model[0], plist, seed_list, grid, step_list, guidance=guidance,
+                       device=_device(device), dtype=dtype, labels=labels, min_cell=cell)
+    console.print(f"wrote {grid}: {rows} row(s) x {len(plist) * len(seed_list)} column(s)")
+
+
+def _prompt_lines(path: str) -> list[str]:
+    try:
+        return [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AddbenchError(f"--prompts {path}: not a readable UTF-8 text file ({type(exc).__name__}); "
+                            "give one prompt a line") from None
 
 
 # ---- latency ----------------------------------------------------------------------------------------
@@ -263,6 +310,15 @@ def latency_cmd(
     """Time generation (text encode + NFE network calls + decode) with CUDA events; prints JSON."""
     if (model is None) == (base is None):
         raise AddbenchError("addbench latency needs exactly one of --model or --base")
+    V.int_at_least(res, 8, "--res", "the image side in pixels")
+    nfe_list = parse_int_list(nfe, "--nfe", 1, "network evaluations per image")
+    V.int_at_least(batch, 1, "--batch", "images per generate call")
+    V.int_at_least(runs, 1, "--runs", "timed runs")
+    V.non_negative(guidance, "--guidance", "the CFG scale; 1 = none")
+    V.device_available(device)
+    V.dtype_name(dtype)
+    if out_file is not None:
+        V.writable_file(out_file, "--out")
     if compile and fast:
         raise AddbenchError("--compile is short for --fast graph+compile; give one of them")
     from addbench.bases.fast import parse_inductor, parse_variant
@@ -284,7 +340,7 @@ def latency_cmd(
     # with --out, the file is rewritten after every record: a run killed in a later variant keeps what it measured
     save = (lambda result: atomic_write_json(out_file, result)) if out_file else None
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
-                             nfe=parse_int_list(nfe, "--nfe"), batch=batch, runs=runs, compile=compile,
+                             nfe=nfe_list, batch=batch, runs=runs, compile=compile,
                              device=_device(device), dtype=dtype, guidance=guidance, fast_options=variants,
                              profile=profile, on_record=save)
     if save:
@@ -310,6 +366,8 @@ def train_cmd(
     # unknown names fail here, with the list of known ones; `distillers.dmdx --stage adm` == `dmdx.adm`
     distiller = DISTILLERS.canonical(distiller, stage)
     out_dir = out_dir or Path("runs") / "train" / f"{distiller}-{Path(base).name}"
+    V.writable_dir(out_dir, "--out")
+    V.device_available(device)
     overrides = list(set_ or [])
     parse_assignments(overrides, "--set")  # malformed items fail before anything heavy starts
     kwargs = {"device": device} if device else {}
@@ -357,8 +415,46 @@ def toy_demo_cmd(
     print(text, end="")
 
 
+def _usage_error(exc) -> int:
+    """A click usage error (unknown option, ``--steps abc`` for an integer) as one ``error:`` line, exit 2; with no
+    arguments at all, the help as click shows it."""
+    if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+        if hasattr(exc, "show"):
+            exc.show()
+        return getattr(exc, "exit_code", 2)
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    err.print(f"[red]error: {escape(_one_line(exc.format_message()))}{escape(where)}[/red]")
+    return 2
+
+
+# commands kept in their own modules
+from addbench.cli_stats import register  # noqa: E402  (compare, elo)
+from addbench.cli_arena import register as register_arena  # noqa: E402  (arena: serve, export, auto)
+
+register(app)
+register_arena(app)
+
+
 def main() -> None:
-    app()
+    """Exit codes: 0 ok, 2 a user error (one ``error:`` line), 1 an internal error (one line; ADDBENCH_DEBUG=1 for
+    the traceback), 130 / 143 interrupted (SIGINT / SIGTERM)."""
+    try:
+        rc = app(standalone_mode=False)  # click returns the exit code of typer.Exit instead of exiting
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+    except typer.TyperException as exc:  # usage errors (typer's click): one line too, exit 2
+        raise SystemExit(_usage_error(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the last resort; user errors are AddbenchError, exit 2, above
+        raise SystemExit(_internal_error(exc)) from None
+    if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":

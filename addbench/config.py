@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
+from addbench import validate as V
 from addbench.errors import AddbenchError
 
 
@@ -48,13 +49,34 @@ def nest_dotted(flat: dict, what: str = "--metric") -> dict[str, dict]:
     return out
 
 
-def parse_int_list(text: str | None, what: str) -> list[int] | None:
+def parse_int_list(text: str | None, what: str, minimum: int | None = None, hint: str = "") -> list[int] | None:
+    """"1,2,4" -> [1, 2, 4]; with ``minimum``: every item >= minimum and at least one item."""
     if text is None:
         return None
     try:
-        return [int(x) for x in str(text).split(",") if x.strip()]
+        out = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise AddbenchError(f"{what} expects comma-separated integers like 1,2,4; got {text!r}") from None
+    if minimum is not None:
+        if not out:
+            raise V.fail(what, text, "comma-separated integers like 1,2,4", hint)
+        for x in out:
+            V.int_at_least(x, minimum, what, hint, maximum=V.SEED_MAX)
+    return out
+
+
+MAX_STEPS = 10_000  # more sampling steps than any schedule has timesteps
+SAMPLER_CHECKS = {
+    "steps": lambda v: V.int_at_least(v, 1, "--steps", "the number of sampling steps", maximum=MAX_STEPS),
+    "guidance": lambda v: V.non_negative(v, "--guidance", "the CFG scale; 1 = none"),
+}
+
+
+def check_sampler_overrides(overrides: dict | None) -> None:
+    """``--steps`` an integer >= 1, ``--guidance`` finite and >= 0 (nan would score black images)."""
+    for key, value in (overrides or {}).items():
+        if value is not None and key in SAMPLER_CHECKS:
+            SAMPLER_CHECKS[key](value)
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,19 @@ class EvalConfig:
     metric_overrides: dict = field(default_factory=dict)
     limit: int | None = None
     run_dir: str | None = None
+
+    def __post_init__(self):
+        """Flags checked before anything touches the disk (a refused run leaves no run dir)."""
+        check_sampler_overrides(self.sampler_overrides)
+        if self.batch_size is not None:
+            V.int_at_least(self.batch_size, 1, "--batch-size", "images per generate call")
+        if self.limit is not None:
+            V.int_at_least(self.limit, 1, "--limit", "only the first N prompts")
+        V.device_available(self.device)
+        V.dtype_name(self.dtype)
+        V.writable_dir(self.out, "--out")
+        if self.run_dir is not None:
+            V.writable_dir(self.run_dir, "--run-dir")
 
     def to_dict(self) -> dict:
         return asdict(self)

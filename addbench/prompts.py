@@ -33,6 +33,7 @@ import numpy as np
 
 from addbench.errors import AddbenchError
 from addbench.suites import PromptSpec, Suite, load_suite, list_suites
+from addbench.validate import inside, safe_name
 
 HPDV2_STYLES = ("anime", "concept-art", "paintings", "photo")
 PARTI_COLUMNS = ("Prompt", "Category", "Challenge", "Note")
@@ -62,6 +63,10 @@ def _clean(text: str) -> str:
 
 def _jsonl_bytes(records: list[dict]) -> bytes:
     return b"".join(json.dumps(r, sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in records)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _make(name: str, rows: list[tuple[str, object, str | None]]) -> PromptSet:
@@ -100,8 +105,18 @@ def _read_coco(spec: PromptSpec, path: Path) -> list[tuple[str, object, str | No
             isinstance(a, dict) and "image_id" in a and isinstance(a.get("caption"), str) for a in anns):
         raise _refuse(spec, path, "expected a JSON object whose 'annotations' list holds {image_id, id, caption}")
     by_image: dict[int, list[tuple[int, str]]] = {}
+    seen_ids: set[int] = set()
     for j, a in enumerate(anns):
-        by_image.setdefault(int(a["image_id"]), []).append((int(a.get("id", j)), a["caption"]))
+        image_id, ann_id = a["image_id"], a.get("id", j)
+        for key, v in (("image_id", image_id), ("id", ann_id)):
+            if not _is_int(v):
+                raise _refuse(spec, path, f"annotation {j} has {key} {v!r}, expected an integer")
+        if ann_id in seen_ids:
+            raise _refuse(spec, path, f"annotation id {ann_id} appears twice (annotation {j}); ids must be unique")
+        seen_ids.add(ann_id)
+        if not a["caption"].strip():
+            raise _refuse(spec, path, f"annotation {ann_id} has an empty caption")
+        by_image.setdefault(image_id, []).append((ann_id, a["caption"]))
     exp = spec.expected
     if "annotations" in exp and len(anns) != exp["annotations"]:
         raise _refuse(spec, path, f"{len(anns)} annotations, expected {exp['annotations']}")
@@ -150,6 +165,9 @@ def _read_parti(spec: PromptSpec, path: Path) -> list[tuple[str, object, str | N
         fields = line.split("\t")
         if len(fields) > len(header):
             raise _refuse(spec, path, f"line {lineno} has {len(fields)} tab-separated fields, the header {len(header)}")
+        if len(fields) < len(header):
+            raise _refuse(spec, path, f"line {lineno} has {len(fields)} tab-separated fields, the header "
+                                      f"{len(header)} (a row cut short: truncated file?)")
         rows.append(dict(zip(header, fields)))
     if any(not (r.get("Prompt") or "").strip() for r in rows):
         raise _refuse(spec, path, "a row has an empty Prompt (truncated file?)")
@@ -205,33 +223,87 @@ def build_prompt_set(spec: PromptSpec, source: str | Path) -> PromptSet:
     path = Path(source).expanduser()
     if not path.exists():
         raise AddbenchError(f"source file {path} does not exist; {_where(spec)}")
+    if path.is_dir() and spec.format != "hpdv2_json":
+        raise _refuse(spec, path, "a folder, expected a file")
     src_sha = file_sha256(path)
     if spec.source_sha256 and src_sha != spec.source_sha256:
         raise _refuse(spec, path, f"sha256 {src_sha[:16]}..., expected {spec.source_sha256}")
     pset = _make(spec.name, _apply_first(spec, READERS[spec.format](spec, path)))
     if spec.sha256 and pset.sha256 != spec.sha256:
         raise _refuse(spec, path, f"built prompt-set sha256 {pset.sha256[:16]}..., the suite pins {spec.sha256}")
+    _check_records(spec, path, pset)
     out = cache_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{spec.name}.jsonl"
-    _atomic_write(target, _jsonl_bytes(list(pset.records)))
+    target = out / f"{safe_name(spec.name, 'prompts.name')}.jsonl"
+    inside(out, target, f"prompt set {spec.name!r}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AddbenchError(f"cannot create the prompt cache {out} ({exc.strerror}); set ADDBENCH_CACHE to a "
+                            "writable folder") from None
     meta = {"name": spec.name, "sha256": pset.sha256, "count": len(pset), "source": str(path.resolve()),
             "source_sha256": src_sha, "format": spec.format, "selection": spec.selection}
+    # built into a tmp file and read back; only a set that passes every check replaces the cached one
+    data = _jsonl_bytes(list(pset.records))
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        _write_synced(tmp, data)
+        back = tmp.read_bytes()
+        if back != data or hashlib.sha256(back).hexdigest() != pset.sha256:
+            raise AddbenchError(f"{tmp} did not read back as written; the cached prompt set was left unchanged")
+        _check_records(spec, path, PromptSet(spec.name, _parse_jsonl(tmp, back), pset.sha256))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     _atomic_write(out / f"{spec.name}.meta.json", json.dumps(meta, indent=2).encode())
     return pset
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+def _check_records(spec: PromptSpec, path: Path, pset: PromptSet) -> None:
+    """Every record well-formed (index = position, non-empty prompt, source ids unique) and the count the suite
+    expects after selection (when it says one)."""
+    ids = set()
+    for i, r in enumerate(pset.records):
+        if not isinstance(r, dict) or r.get("index") != i or not isinstance(r.get("prompt"), str) \
+                or not r["prompt"].strip():
+            raise _refuse(spec, path, f"row {i} is malformed or has an empty prompt")
+        sid = json.dumps(r.get("source_id"))
+        if sid in ids:
+            raise _refuse(spec, path, f"source id {r.get('source_id')!r} appears twice; ids must be unique")
+        ids.add(sid)
+    if not pset.records:
+        raise _refuse(spec, path, "no prompts")
+    n = spec.selection.get("n")
+    if isinstance(n, int) and spec.selection.get("rule") in ("first_images", "random_images") and len(pset) != n:
+        raise _refuse(spec, path, f"{len(pset)} prompts after selection, the suite selects {n}")
+
+
+def _parse_jsonl(path: Path, data: bytes) -> tuple[dict, ...]:
+    try:
+        text = data.decode("utf-8")
+        if text and not text.endswith("\n"):
+            raise ValueError("the last line is incomplete")
+        return tuple(json.loads(line) for line in text.splitlines() if line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AddbenchError(f"{path} is not a valid prompt-set JSONL ({exc}); rebuild it with "
+                            "`addbench prompts build SUITE --from FILE`") from None
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _write_synced(tmp, data)
     os.replace(tmp, path)
 
 
 def _from_cache(spec: PromptSpec, suite_name: str) -> PromptSet:
-    path = cache_dir() / f"{spec.name}.jsonl"
+    path = inside(cache_dir(), cache_dir() / f"{safe_name(spec.name, 'prompts.name')}.jsonl",
+                  f"prompt set {spec.name!r}")
     if not path.exists():
         raise AddbenchError(f"prompt set {spec.name!r} is not built; {_where(spec)} and run "
                             f"`addbench prompts build {suite_name} --from {spec.source or 'FILE'}`")
@@ -240,7 +312,10 @@ def _from_cache(spec: PromptSpec, suite_name: str) -> PromptSet:
     if spec.sha256 and sha != spec.sha256:
         raise AddbenchError(f"cached prompt set {path} has sha256 {sha[:16]}..., the suite pins {spec.sha256}; "
                             f"rebuild it with `addbench prompts build {suite_name} --from FILE`")
-    records = tuple(json.loads(line) for line in data.decode().splitlines() if line)
+    records = _parse_jsonl(path, data)
+    if not all(isinstance(r, dict) and isinstance(r.get("prompt"), str) for r in records):
+        raise AddbenchError(f"{path} has a row without a prompt; rebuild it with "
+                            f"`addbench prompts build {suite_name} --from FILE`")
     return PromptSet(spec.name, records, sha)
 
 

@@ -41,28 +41,57 @@ def read_checkpoint_meta(ckpt_dir: str | os.PathLike) -> dict:
     f = ckpt / META
     if not f.is_file():
         raise AddbenchError(f"{f} is missing; {ckpt} is not an addbench checkpoint directory")
-    meta = json.loads(f.read_text())
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AddbenchError(f"{f} is not readable JSON ({type(exc).__name__}); the checkpoint is damaged: export it "
+                            "again (run the training command again) or restore the file") from None
+    if not isinstance(meta, dict):
+        raise AddbenchError(f"{f} must hold a JSON object, got {type(meta).__name__}; export the checkpoint again")
     if meta.get("format") != FORMAT:
         raise AddbenchError(f"{f}: format {meta.get('format')!r} is not {FORMAT!r}; re-save with this addbench")
     if not (ckpt / "network").is_dir():
         raise AddbenchError(f"{ckpt / 'network'} is missing; the checkpoint has no student network weights")
+    if not isinstance(meta.get("base"), str) or not meta["base"]:
+        raise AddbenchError(f"{f}: 'base' must name the base model (a registered name or pipeline dir); "
+                            "export the checkpoint again")
+    if not isinstance(meta.get("sampler"), dict):
+        raise AddbenchError(f"{f}: 'sampler' must be a JSON object; export the checkpoint again")
     return meta
+
+
+def _sampler(meta: dict, f: Path) -> Sampler:
+    from addbench import validate as V
+
+    try:
+        sampler = Sampler.from_dict(meta["sampler"])
+        V.int_at_least(sampler.steps, 1, "sampler.steps")
+        V.non_negative(sampler.guidance, "sampler.guidance")
+    except (TypeError, ValueError, AddbenchError) as exc:
+        raise AddbenchError(f"{f}: bad 'sampler' ({exc}); export the checkpoint again") from None
+    return sampler
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, device=None, dtype=None) -> tuple[Base, Sampler, dict]:
     """(base with the student network swapped in, stored sampler, metadata)."""
     from addbench.bases.loading import load_base
 
+    from addbench.bases.loading import check_model_files, loading
+
     meta = read_checkpoint_meta(ckpt_dir)
+    sampler = _sampler(meta, Path(ckpt_dir).expanduser() / META)
+    net_dir = Path(ckpt_dir).expanduser() / "network"
+    check_model_files(net_dir)
     base = load_base(meta["base"], device=device, dtype=dtype)
     cls = type(base.network)
-    student = cls.from_pretrained(str(Path(ckpt_dir).expanduser() / "network"), torch_dtype=base.dtype)
+    with loading(net_dir, "the checkpoint's student network; export it again"):
+        student = cls.from_pretrained(str(net_dir), torch_dtype=base.dtype)
     base.network = student.to(base.device).eval().requires_grad_(False)
     # the student samples on the schedule and parameterisation it was trained with (addbench/readout.py)
     from addbench.readout import Readout
 
     base.schedule = Readout.from_checkpoint(meta).schedule_for(base.schedule)
-    return base, Sampler.from_dict(meta["sampler"]), meta
+    return base, sampler, meta
 
 
 def load(ckpt_dir: str | os.PathLike, device=None, dtype=None, sampler_overrides: dict | None = None):

@@ -1,6 +1,7 @@
 """Resolve a diffusers pipeline directory or hub id and load its components with ``from_pretrained``."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -67,6 +68,24 @@ def component_class(index: dict, name: str):
     return getattr(importlib.import_module(lib), cls_name)
 
 
+@contextlib.contextmanager
+def quiet_progress():
+    """No transformers "Loading weights" bar while a component loads: addbench reports its own progress, and an
+    error must stay one line (docs/errors.md)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_component(path: Path, index: dict, name: str, required: bool = True, **kwargs):
     """``Class.from_pretrained(path, subfolder=name)`` for the class model_index.json lists."""
     cls = component_class(index, name)
@@ -77,7 +96,8 @@ def load_component(path: Path, index: dict, name: str, required: bool = True, **
     if not (path / name).is_dir():
         raise AddbenchError(f"{path / name} is missing; the pipeline directory needs its {name}/ folder")
     try:
-        return cls.from_pretrained(str(path), subfolder=name, **kwargs)
+        with quiet_progress():
+            return cls.from_pretrained(str(path), subfolder=name, **kwargs)
     except (OSError, EnvironmentError) as exc:
         raise AddbenchError(f"cannot load {name} from {path / name}: {str(exc).splitlines()[0]}") from exc
 

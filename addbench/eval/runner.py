@@ -14,6 +14,11 @@ so a killed run ends with exactly the per-sample results of an uninterrupted one
 prompts are split by prompt index (all seeds of a prompt on one rank); metric states meet in
 ``Metric.sync()`` and rank 0 writes the record, after every rank's PNGs are on disk.
 
+A finished run is a manifest (:mod:`addbench.eval.manifest`): its record lists every sample file and
+per_sample.parquet with size and sha256. Running the same command again checks the run dir against it and refuses
+a damaged run in one line; ``repair=True`` (``--repair``) deletes the damaged files, regenerates exactly those
+samples and rescores the run. On an unfinished run a truncated PNG counts as not yet generated.
+
 Noise: the sample for (prompt index i, suite seed s) is generated with seed ``s * 1_000_000 + i``, so
 prompts do not share their noise and every sample is reproducible alone (``noise_seed`` in the PNG chunk).
 """
@@ -35,9 +40,10 @@ import torch
 
 from addbench.bases.interface import Generator, Sampler
 from addbench.errors import AddbenchError
+from addbench.eval import manifest
 from addbench.eval import records as rec
 from addbench.eval.distributed import Dist, all_ok, distributed
-from addbench.eval.provenance import environment
+from addbench.eval.provenance import check_known, environment, metric_provenance, weight_entry, weight_files
 from addbench.eval.samples import InlineExecutor, SampleWriter, clean_tmp, read_png, resize, sample_name
 from addbench.metrics.views import ImageBatch
 from addbench.prompts import PromptSet, load_prompts
@@ -109,18 +115,41 @@ def default_run_dir(out_dir: Path, gen: Generator, sampler: Sampler, suite: Suit
 
 
 def resolve_run(run_dir, out_dir, gen: Generator, sampler: Sampler, suite: Suite, key: str, rescore: bool,
-                finished_if=None) -> tuple[Path, dict | None]:
+                finished_if=None, *, verify: str = "auto", repair: bool = False) -> tuple[Path, dict | None]:
     """The run directory (given, or derived from the run key) and its finished record, if one stands.
 
-    A record counts as finished when it is complete, has the same run key and passes `finished_if(record)` (the
-    video runner adds its VBench options there); `rescore` never reuses one."""
+    A record counts as finished when it is valid (its format's schema), complete, has the same run key and passes
+    `finished_if(record)` (the video runner adds its VBench options there); `rescore` never reuses one. A finished
+    record's manifest is checked (:func:`check_manifest`); `repair` turns an invalid record or a damaged run into
+    an unfinished one (the damaged files deleted) instead of an error."""
     rdir = Path(run_dir) if run_dir else default_run_dir(Path(out_dir), gen, sampler, suite, key)
     record_path = rdir / "record.json"
     if rescore or not record_path.exists():
         return rdir, None
-    old = json.loads(record_path.read_text())
+    try:
+        old = rec.load_record_file(record_path)
+    except AddbenchError:
+        if repair:  # generate what is missing and score again; the record is rewritten
+            return rdir, None
+        raise
     ok = old.get("complete") and old.get("run_key") == key and (finished_if is None or finished_if(old))
+    if ok and "files" in old and not check_manifest(rdir, old["files"], verify, repair):
+        return rdir, None
     return rdir, old if ok else None
+
+
+def check_manifest(rdir: Path, files: dict, verify: str = "auto", repair: bool = False) -> bool:
+    """True when ``rdir`` matches its record's manifest ``files``. Otherwise: an AddbenchError of one line, or
+    with ``repair`` the damaged files deleted (so they are generated and the run scored again) and False."""
+    report = manifest.verify(rdir, files, verify)
+    if report.ok:
+        return True
+    if not repair:
+        raise AddbenchError(f"{rdir} is a finished run that no longer matches its record: {report.summary()}; "
+                            "re-run with --repair to regenerate those samples and rescore (or delete the run dir)")
+    for relpath in report.damaged:
+        (rdir / relpath).unlink(missing_ok=True)
+    return False
 
 
 def _load_generator(model, device: str, dtype, overrides: dict) -> Generator:
@@ -173,6 +202,8 @@ def build_metrics(suite: Suite, classes: list[tuple[type, dict]], device: str) -
                 raise AddbenchError(f"suite {suite.name}: metric {spec.name!r} rejects its kwargs {kwargs}: "
                                     f"{exc}") from None
             m.precision = suite.metric_precision
+            m.weight_provenance = [weight_entry(role, f) for role, f in weight_files(m)]  # hashed once per process
+            check_known(m.id, {"weights": m.weight_provenance})
             out.append(m)
     return out
 
@@ -243,7 +274,7 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
              metric_overrides: dict | None = None, fast=None, score_batch: int = SCORE_BATCH,
              io_workers: int | None = None, png_compress_level: int = 1,
              background_load: bool | None = None, overlap_scoring: bool = False,
-             metric_precision: str | None = None) -> EvalResult:
+             metric_precision: str | None = None, repair: bool = False, verify: str = "auto") -> EvalResult:
     """Evaluate ``model`` on ``suite``; returns the run directory and its record (rank 0; others get {}).
 
     ``fast``: True or a ``FastOptions``: generate with the fast path (CUDA graph, ...; its own model hash).
@@ -259,6 +290,9 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
     than the suite's makes another suite configuration (``Suite.with_generation_dtype``): its own run key, recorded
     in ``record["suite"]["generation_dtype"]`` and labelled "(bf16 generation)" by ``addbench leaderboard``. The
     dtype the model ran in is part of the run key and in ``record["model"]["dtype"]`` either way.
+    ``verify``: auto | size | full, how a finished run is checked against its manifest (``manifest.verify``);
+    ``repair``: regenerate the damaged or missing samples of a finished run (or one whose record is invalid) and
+    rescore it, instead of refusing.
     """
     t_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -291,7 +325,8 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         batch_size = batch_size or getattr(gen, "effective_micro_batch", None) or 8
         sampler = apply_sampler_overrides(gen.sampler, overrides)
         key = run_key(gen, sampler, suite, pset, limit)
-        rdir, finished = resolve_run(run_dir, out_dir, gen, sampler, suite, key, rescore)
+        rdir, finished = resolve_run(run_dir, out_dir, gen, sampler, suite, key, rescore, verify=verify,
+                                     repair=repair)
         if finished is not None:
             return EvalResult(rdir, finished if d.is_main else {})
         record_path = rdir / "record.json"
@@ -303,7 +338,7 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
                   "suite_config": suite.to_dict()}
         _prepare_run_dir(d, rdir, config)
         if d.is_main and record_path.exists():  # e.g. --rescore: the old record stands no longer
-            rec.atomic_write_json(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
+            rec.write_record(record_path, {"format": rec.FORMAT, "complete": False, "run_key": key})
         timing = {"load": time.perf_counter() - t_start}
         # The metric networks load in a thread while the generator works, started only after its first call (so
         # never while another model loads: loaders patch process-wide state such as meta-device init, and never
@@ -332,7 +367,9 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
         record: dict = {}
         if d.is_main:
             record = _write_record(rdir, gen, sampler, suite, pset, n_prompts, limit, key, metrics, device,
-                                   d.world_size, n_boot, metric_kwargs(suite, metric_overrides), timing, t_start)
+                                   d.world_size, n_boot, metric_kwargs(suite, metric_overrides), timing, t_start,
+                                   {"micro_batch": batch_size, "score_batch": score_batch, "requested_device": device,
+                                    "dtype": generation_dtype(gen) or suite.generation_dtype})
         d.barrier()
         timing["total"] = time.perf_counter() - t_start
         return EvalResult(rdir, record, timing)
@@ -460,7 +497,7 @@ class _Loop:
     def _start_group(self, keys, pool, writer: SampleWriter, bar, gen_task) -> list:
         """Futures of the samples on disk, tensors of the ones generated now (their PNGs go to the writer)."""
         paths = [self.samples_dir / sample_name(i, s) for i, s in keys]
-        images: list = [pool.submit(self._read, p, i, s) if p.exists() else None for p, (i, s) in zip(paths, keys)]
+        images: list = [pool.submit(self._read, p, i, s) if _sample_on_disk(p) else None for p, (i, s) in zip(paths, keys)]
         missing = [j for j, im in enumerate(images) if im is None]
         self.timing["read"] += len(keys) - len(missing)
         for chunk in _chunks(missing, self.batch_size):
@@ -481,7 +518,11 @@ class _Loop:
         return images
 
     def _read(self, path: Path, i: int, s: int) -> torch.Tensor:
-        img, meta = read_png(path)
+        try:
+            img, meta = read_png(path)
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL: damaged inside (a truncated one was regenerated)
+            raise AddbenchError(f"{path} is not a readable PNG ({' '.join(str(exc).split())[:80]}); delete it and "
+                                "re-run the same command to regenerate it") from None
         if meta.get("model_hash") != self.prov["model_hash"] or meta.get("prompt") != self.prompts[i] \
                 or meta.get("noise_seed") != noise_seed(i, s):
             raise AddbenchError(f"{path} was written by another model or prompt set; delete {path.parent.parent} "
@@ -519,9 +560,21 @@ class _Loop:
         bar.advance(score_task, len(keys))
 
 
+def _sample_on_disk(path: Path) -> bool:
+    """True for a whole PNG; a truncated one (a copy or a disk cut short) is deleted: not generated yet."""
+    if not path.exists():
+        return False
+    if manifest.png_complete(path):
+        return True
+    path.unlink(missing_ok=True)
+    return False
+
+
 def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, pset: PromptSet, n_prompts: int,
                   limit: int | None, key: str, metrics: list, device: str, world_size: int, n_boot: int,
-                  kwargs: list[dict], timing: dict, t_start: float) -> dict:
+                  kwargs: list[dict], timing: dict, t_start: float, run: dict) -> dict:
+    """Metric values, per_sample.parquet, then record.json (validated) with the manifest of every sample file and
+    per_sample.parquet; ``run``: micro_batch, score_batch, requested_device, dtype (into ``provenance``)."""
     rows = [{"prompt_index": i, "seed": s, "prompt": pset.records[i]["prompt"],
              "image": f"samples/{sample_name(i, s)}", "category": pset.records[i].get("category")}
             for i in range(n_prompts) for s in suite.seeds]
@@ -533,11 +586,15 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
         cats = rec.by_category(df, m.id)
         if cats:
             entry["by_category"] = cats
+        entry["provenance"] = metric_provenance(m, getattr(m, "weight_provenance", None))
         entries[m.id] = entry
     if df["category"].isna().all():
         df = df.drop(columns=["category"])
     rec.write_per_sample(rdir / "per_sample.parquet", df)
     timing["record"] = time.perf_counter() - t  # metric values + bootstrap CIs + parquet
+    t = time.perf_counter()
+    files = manifest.build(rdir, [r["image"] for r in rows] + ["per_sample.parquet"])
+    timing["manifest"] = time.perf_counter() - t
     record = {
         "format": rec.FORMAT, "complete": True, "run_key": key,
         "model": {**gen.describe(), "sampler": sampler.to_dict(), "nfe": sampler.nfe},
@@ -547,8 +604,9 @@ def _write_record(rdir: Path, gen: Generator, sampler: Sampler, suite: Suite, ps
                   "resolution": suite.resolution, "limit": limit, "metric_precision": suite.metric_precision,
                   "generation_dtype": suite.generation_dtype},
         "metrics": entries,
-        "provenance": {**environment(device, world_size),
+        "provenance": {**environment(device, world_size), **run,
                        "timing_s": {**timing, "total": time.perf_counter() - t_start}},
+        "files": files,
     }
-    rec.atomic_write_json(rdir / "record.json", record)
+    rec.write_record(rdir / "record.json", record)
     return record

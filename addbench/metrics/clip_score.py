@@ -17,6 +17,8 @@ ViT-g-14 / laion2b_s34b_b88k (ADD's protocol); weights load from local files onl
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
 
@@ -72,12 +74,19 @@ class CLIPScore(Metric):
         self.conv = convention
         self.batch_size = batch_size
         self.bundle = load_open_clip(model, pretrained, self.device, precision)
+        self._spec = (model, pretrained)
         found = open_clip_view(self.bundle.preprocess)
         self.view, self._norm = (found[0], found[1:]) if found else (None, None)
         self.views = (self.view,) if self.view else ()
 
     def convention(self) -> str:
         return f"{self.bundle.id},{self.conv}"
+
+    def weight_files(self) -> list[tuple[str, Path]]:
+        """(role, file) of every weights file this metric loaded (hashed into the record's provenance)."""
+        from addbench.metrics.openclip_loading import weight_files
+
+        return [("open_clip", p) for p in weight_files(*self._spec)]
 
     def _pixels(self, batch: ImageBatch, i: int, dtype) -> torch.Tensor:
         """Model input of images i..i+batch_size: the shared view + ToTensor/Normalize, or the transform per image."""

@@ -65,6 +65,7 @@ class InceptionFeatures:
         self.model = InceptionV3W(str(path.parent), download=False, resize_inside=resize_inside).to(self.device)
         self.model.eval()
         self.id = "inception-2015-12-05"
+        self.weight_files = [("inception", path)]
         self.input_size = None if resize_inside else (299, 299)
 
     @torch.no_grad()
@@ -83,8 +84,12 @@ class OpenClipFeatures:
         else:
             model, _, pretrained = spec.partition("/")
         self.bundle = load_open_clip(model, pretrained or None, device=device)
+        self._spec = (model, pretrained or None)
         self.device = torch.device(device)
         self.id = f"open_clip:{self.bundle.id}"
+        from addbench.metrics.openclip_loading import weight_files
+
+        self.weight_files = [("open_clip", p) for p in weight_files(*self._spec)]
         self.input_size = self.bundle.image_size
         self._mean = torch.tensor(self.bundle.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.bundle.std, device=self.device).view(1, 3, 1, 1)

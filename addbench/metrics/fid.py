@@ -33,6 +33,8 @@ KID: clean-fid's unbiased MMD² with the cubic polynomial kernel ``k(x,y) = (x·
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -174,6 +176,10 @@ class _FeatureSetMetric(Metric):
 
     def convention(self) -> str:
         return f"{self.extractor.id},{self.resize}"
+
+    def weight_files(self) -> list[tuple[str, Path]]:
+        """(role, file) of the feature extractor's weights (a custom extractor may list its own)."""
+        return list(getattr(self.extractor, "weight_files", ()))
 
     def provenance(self) -> dict:
         return {**super().provenance(), "features": self.extractor.id, "resize": self.resize,

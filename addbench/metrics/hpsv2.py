@@ -151,6 +151,7 @@ class HPSv2(Metric):
         self.version, self.scale, self.batch_size = version, float(scale), int(batch_size)
         self.antialias, self.amp, self.arch = bool(antialias), bool(amp), arch
         self.checkpoint = find_checkpoint(version, checkpoint)
+        self.weight_files = lambda: [("hps", Path(self.checkpoint))]  # hashed into the record's provenance
         self.model, self.tokenizer = load_hps_model(self.checkpoint, arch, arch_overrides, self.device)
         self.model.to(self.device)
         size = self.model.visual.image_size

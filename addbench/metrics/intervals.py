@@ -148,3 +148,24 @@ def prompt_count_chunks(n_prompts: int, n_boot: int, seed: int, chunk: int = 256
         idx = rng.integers(0, n_prompts, (b, n_prompts))
         flat = (idx + n_prompts * np.arange(b)[:, None]).ravel()
         yield first, np.bincount(flat, minlength=b * n_prompts).reshape(b, n_prompts)
+
+
+def paired_bootstrap(diffs, n_boot: int = DRAWS, seed: int = 0,
+                     alpha: float = 1 - LEVEL) -> tuple[float, float, float, float]:
+    """``(mean, lo, hi, p)`` for the mean of per-prompt paired differences (run B - run A, one value a prompt).
+
+    The draws are ``prompt_count_chunks``' (the same resampled prompts for both runs, since a difference is one
+    value per prompt); ``[lo, hi]`` is their percentile interval and ``p`` the two-sided bootstrap p-value
+    ``min(1, 2 min(#{d* <= 0} + 1, #{d* >= 0} + 1) / (n_boot + 1))``: small when 0 lies in one tail of the draws,
+    1 when every draw is 0 (identical runs)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"paired bootstrap needs >= 1 finite difference (have {d.size}, "
+                         f"finite {np.isfinite(d).sum()})")
+    draws = np.empty(n_boot)
+    for first, counts in prompt_count_chunks(d.size, n_boot, seed):
+        draws[first:first + len(counts)] = counts @ d / d.size
+    point = float(d.mean())
+    lo, hi = percentile_interval(draws, point, alpha)
+    tail = min(int((draws <= 0).sum()), int((draws >= 0).sum())) + 1
+    return point, lo, hi, min(1.0, 2 * tail / (n_boot + 1))

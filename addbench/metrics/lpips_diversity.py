@@ -66,6 +66,17 @@ def load_lpips(net: str = "alex", device="cpu", backbone_weights: str | None = N
     return model.to(device).eval().requires_grad_(False)
 
 
+def lpips_weight_files(net: str, backbone_weights: str | None = None,
+                       random_backbone: bool = False) -> list[tuple[str, Path]]:
+    """The files ``load_lpips`` reads: lpips' linear layers ``weights/v0.1/<net>.pth`` and the trunk checkpoint."""
+    import lpips
+
+    files = [("lpips_linear", Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth")]
+    if not random_backbone:
+        files.append(("trunk", backbone_path(net, backbone_weights)))
+    return files
+
+
 class LPIPSDiversity(Metric):
     name = "lpips_diversity"
     higher_is_better = True
@@ -76,6 +87,11 @@ class LPIPSDiversity(Metric):
         super().__init__(device)
         self.net, self.random_backbone, self.batch_size = net, random_backbone, batch_size
         self.model = load_lpips(net, self.device, backbone_weights, random_backbone)
+        self.backbone_weights = backbone_weights
+
+    def weight_files(self) -> list[tuple[str, Path]]:
+        """(role, file): lpips' linear layers (shipped in the lpips package) and the torchvision trunk."""
+        return lpips_weight_files(self.net, self.backbone_weights, self.random_backbone)
 
     def convention(self) -> str:
         return f"lpips-{self.net}-v0.1{',random-backbone' if self.random_backbone else ''},pairwise-mean"

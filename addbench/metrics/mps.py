@@ -349,6 +349,7 @@ class MPS(Metric):
             raise AddbenchError(f"MPS dtype {dtype!r}: use float32, float16 or bfloat16")
         self.image_processor, self.tokenizer = load_clip_processor(processor, "MPS processor")
         self.clip, self.head = load_mps(checkpoint, self.device)
+        self.weight_files = lambda: [("mps", Path(checkpoint).expanduser())]  # hashed into the record's provenance
         self.clip.to(self.device, self.dtype)
         self.head.to(self.device, self.dtype)
         self.pixels = ClipPixels(self.image_processor, self.device, self.dtype)

@@ -115,6 +115,15 @@ def resolve(model: str, pretrained: str | None) -> tuple[str, str | None, dict]:
                         "or pass pretrained=<local weights file>")
 
 
+def weight_files(model: str, pretrained: str | None) -> list[Path]:
+    """The weights file(s) ``load_open_clip(model, pretrained)`` reads (for provenance hashing; loads nothing)."""
+    name, weights, _ = resolve(model, pretrained)
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:"):])
+        return sorted(p for g in _WEIGHT_GLOBS for p in folder.glob(g))
+    return [Path(weights)] if weights else []
+
+
 def built_on(device: str | torch.device):
     """Context in which modules are built directly on a CUDA ``device`` (random init there takes a fraction of
     the CPU time; the weights loaded afterwards overwrite it). Thread-local, a no-op for the CPU."""

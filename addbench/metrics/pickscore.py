@@ -108,6 +108,20 @@ def _short(name: str) -> str:
     return Path(str(name).rstrip("/")).name or str(name)
 
 
+def pretrained_weight_files(model) -> list[Path]:
+    """The weight files a ``from_pretrained`` model was read from (its local folder or hub-cache snapshot)."""
+    folder = Path(getattr(model, "name_or_path", "") or "")
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(model.name_or_path), local_files_only=True))
+        except Exception:  # noqa: BLE001 - provenance only: no folder found, nothing to hash
+            return []
+    found = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return [p.resolve() for p in found]
+
+
 class PickScore(Metric):
     name = "pickscore"
     higher_is_better = True
@@ -121,6 +135,7 @@ class PickScore(Metric):
         self.dtype = getattr(torch, dtype)
         self.image_processor, self.tokenizer = load_clip_processor(processor, "PickScore processor")
         self.model = from_pretrained_or_error(CLIPModel, model, "PickScore model").eval()
+        self.weight_files = lambda: [("pickscore", p) for p in pretrained_weight_files(self.model)]
         self.model.to(device=self.device, dtype=self.dtype).requires_grad_(False)
         self.pixels = ClipPixels(self.image_processor, self.device, self.dtype)
         self.views = (self.pixels.view,) if self.pixels.view else ()

@@ -11,9 +11,13 @@ the cost is one read of the reference images per run), the extractor id, the res
 of clean-fid, torch and open_clip. A cache hit is loaded; a different key is a different file (never mixed
 or overwritten). When the images are gone, a cached entry made from the same source path with the same
 extractor / resize / versions is used; with neither images nor cache we stop with an AddbenchError.
+
+:func:`provenance` says, for a run's record, which stats were used: the sha256 of the stats file, the file, and
+where the stats came from (the reference images' folder and count, or a user-supplied npz).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -154,3 +158,38 @@ def get_reference_stats(reference, extractor, resize: str = "clean", cache_dir=N
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (root / f"{key}.json").write_text(json.dumps(meta, indent=1))
     return RefStats(mu, sigma, feats, str(path))
+
+
+def provenance(stats: RefStats) -> dict:
+    """What a record says about reference stats: ``{"source": stats file, "sha256": of that file, "origin": the
+    images they were computed from (or "user npz"), "n_images", "cache_key"}``."""
+    path = Path(stats.source)
+    meta_path = path.with_suffix(".json")
+    meta = {}
+    if path.parent.name == "refstats" and meta_path.is_file():  # one of our cache entries
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+    origin = meta.get("source")
+    if isinstance(origin, str):
+        try:
+            origin = json.loads(origin)  # stored JSON-encoded (a folder path or a list of files)
+        except ValueError:
+            pass
+    if isinstance(origin, list):
+        origin = f"{len(origin)} listed files, first {origin[0]}" if origin else None
+    return {"source": str(path), "sha256": _sha256_cached(str(path), *_stat_key(path)),
+            "origin": origin if meta else "user npz", "n_images": meta.get("n_images"),
+            "cache_key": meta.get("sha256")}
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, once per process per (path, size, mtime)."""
+    return _sha256_file(path)

@@ -2,10 +2,17 @@
 
 Records file (CSV with a header row, or JSONL with one object a line)::
 
-    model_a,model_b,winner,prompt[,criterion]
+    model_a,model_b,winner,prompt[,criterion][,prompt_index][,seed][,rater]
     add-xl,sdxl,a,"a cat on a mat"
 
-``winner`` is ``a``, ``b`` or ``tie``. :func:`read_records` validates it and names the bad line.
+    {"prompt": "a cat on a mat", "prompt_index": 17, "seed": 0, "a": "add-xl", "b": "sdxl", "winner": "a",
+     "question": "quality", "rater": "r03"}
+
+``model_a``/``model_b`` may be written ``a``/``b``, ``criterion`` may be written ``question``; ``winner`` is ``a``,
+``b`` or ``tie``; ``prompt_index`` and ``seed`` are integers. :func:`read_records` validates every line and names the
+bad one. Win-rate intervals resample **prompts** (``prompt_index``, else the prompt text; a game with neither is its
+own prompt): every game of a drawn prompt comes along, since games on one prompt (its seeds, raters, questions) are
+not independent.
 
 Automatic win-rate of model A against model B from per-prompt scores of one preference model
 (PickScore, HPSv2, MPS, ...), aligned by key (prompt index, seed) or prompt:
@@ -25,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from addbench.errors import AddbenchError
+from addbench.metrics import intervals
 
 WINNERS = ("a", "b", "tie")
 
@@ -36,20 +44,48 @@ class Record:
     winner: str  # "a" | "b" | "tie"
     prompt: str = ""
     criterion: str = ""
+    prompt_index: int | None = None
+    seed: int | None = None
+    rater: str = ""
+
+
+ALIASES = {"model_a": "a", "model_b": "b", "criterion": "question"}
+
+
+def _field(row: dict, name: str, where: str, required: bool = False):
+    """``row[name]`` or its alias (both given: they must agree)."""
+    alias = ALIASES.get(name)
+    values = [row[k] for k in (name, alias) if k and row.get(k) not in (None, "")]
+    if len(values) == 2 and values[0] != values[1]:
+        raise AddbenchError(f"{where}: {name} {values[0]!r} and {alias} {values[1]!r} disagree")
+    if required and not values:
+        also = f" (or {alias!r})" if alias else ""
+        raise AddbenchError(f"{where}: missing field {name!r}{also}; records need model_a, model_b, winner")
+    return values[0] if values else None
+
+
+def _int_field(row: dict, name: str, where: str) -> int | None:
+    v = row.get(name)
+    if v is None or v == "":
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    raise AddbenchError(f"{where}: {name} must be an integer; got {v!r}")
 
 
 def _record(row: dict, where: str) -> Record:
-    try:
-        winner = str(row["winner"]).strip().lower()
-        rec = Record(str(row["model_a"]), str(row["model_b"]), winner, str(row.get("prompt") or ""),
-                     str(row.get("criterion") or ""))
-    except KeyError as exc:
-        raise AddbenchError(f"{where}: missing field {exc.args[0]!r}; records need model_a, model_b, winner") from None
+    if not isinstance(row, dict):
+        raise AddbenchError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    model_a, model_b = (str(_field(row, k, where, required=True)) for k in ("model_a", "model_b"))
+    winner = str(_field(row, "winner", where, required=True)).strip().lower()
     if winner not in WINNERS:
         raise AddbenchError(f"{where}: winner must be one of a, b, tie; got {row['winner']!r}")
-    if rec.model_a == rec.model_b:
-        raise AddbenchError(f"{where}: model_a and model_b are both {rec.model_a!r}")
-    return rec
+    if model_a == model_b:
+        raise AddbenchError(f"{where}: model_a and model_b are both {model_a!r}")
+    return Record(model_a, model_b, winner, str(row.get("prompt") or ""), str(_field(row, "criterion", where) or ""),
+                  _int_field(row, "prompt_index", where), _int_field(row, "seed", where), str(row.get("rater") or ""))
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -140,10 +176,67 @@ def pairwise_winrate(scores_a: dict, scores_b: dict, method: str = "fraction") -
 
 def pairwise_winrate_ci(scores_a: dict, scores_b: dict, method: str = "fraction", n_boot: int = 1000,
                         seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
-    """(rate, lo, hi): bootstrap over keys with replacement."""
+    """(rate, lo, hi): percentile interval of a bootstrap over **prompts** (a key ``(prompt_index, seed)`` belongs
+    to its prompt, any other key is a prompt of its own; all keys of a drawn prompt come along)."""
     v = _pairwise_values(scores_a, scores_b, method)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(v.mean()), float(lo), float(hi)
+    keys = sorted(set(scores_a) & set(scores_b), key=repr)  # the order of _pairwise_values
+    unit = _unit_index([k[0] if isinstance(k, tuple) else k for k in keys])
+    lo, hi = _ratio_interval(np.bincount(unit, v), np.bincount(unit), n_boot, seed, alpha)
+    return float(v.mean()), lo, hi
+
+
+# Bootstrap by prompt.
+def _unit_index(units: list) -> np.ndarray:
+    """Each item's index into the sorted distinct units."""
+    order = {u: i for i, u in enumerate(sorted(set(units), key=repr))}
+    return np.array([order[u] for u in units], dtype=np.int64)
+
+
+def _ratio_interval(wins: np.ndarray, games: np.ndarray, n_boot: int, seed: int,
+                    alpha: float) -> tuple[float, float]:
+    """Percentile interval of ``sum(wins) / sum(games)`` over draws of units (``intervals.prompt_count_chunks``);
+    draws without a game are skipped."""
+    draws = np.empty(n_boot)
+    for first, counts in intervals.prompt_count_chunks(len(games), n_boot, seed):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws[first:first + len(counts)] = (counts @ wins) / (counts @ games)
+    point = float(wins.sum() / games.sum())
+    return intervals.percentile_interval(draws[np.isfinite(draws)], point, alpha)
+
+
+def prompt_unit(rec: Record, i: int) -> tuple:
+    """The unit a game is resampled with: its prompt index, else its prompt text, else the game ``i`` itself."""
+    if rec.prompt_index is not None:
+        return ("index", rec.prompt_index)
+    return ("prompt", rec.prompt) if rec.prompt else ("game", i)
+
+
+@dataclass(frozen=True)
+class WinRateCI:
+    rate: float  # (wins + ties/2) / games of the model against the opponent
+    lo: float
+    hi: float
+    games: int
+    prompts: int
+
+    def to_dict(self) -> dict:
+        return {"rate": self.rate, "lo": self.lo, "hi": self.hi, "games": self.games, "prompts": self.prompts}
+
+
+def winrate_matrix_ci(records: list[Record], n_boot: int = 1000, seed: int = 0,
+                      alpha: float = 0.05) -> dict[tuple[str, str], WinRateCI]:
+    """``{(model, opponent): WinRateCI}`` for every ordered pair that met, intervals from a bootstrap by prompt
+    (:func:`prompt_unit`)."""
+    out = {}
+    for pair in sorted({tuple(sorted((r.model_a, r.model_b))) for r in records}):
+        games = [(i, r) for i, r in enumerate(records) if {r.model_a, r.model_b} == set(pair)]
+        score = np.array([0.5 if r.winner == "tie" else float((r.winner == "a") == (r.model_a == pair[0]))
+                          for _, r in games])
+        unit = _unit_index([prompt_unit(r, i) for i, r in games])
+        wins, n = np.bincount(unit, score), np.bincount(unit).astype(np.float64)
+        lo, hi = _ratio_interval(wins, n, n_boot, seed, alpha)
+        rate = float(score.mean())
+        out[pair] = WinRateCI(rate, lo, hi, len(games), int(unit.max()) + 1)
+        out[pair[::-1]] = WinRateCI(1 - rate, 1 - hi, 1 - lo, len(games), int(unit.max()) + 1)
+    return dict(sorted(out.items()))
 

@@ -57,6 +57,7 @@ from typing import Any
 import yaml
 
 from addbench.errors import AddbenchError
+from addbench.validate import SAFE_NAME, SAFE_NAME_RULE
 
 SUITES_DIR = Path(__file__).parent
 PROMPT_FORMATS = ("coco_captions", "parti_tsv", "hpdv2_json", "inline", "text", "python")
@@ -184,7 +185,9 @@ def describe_suites() -> list[tuple[str, str]]:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AddbenchError(f"suite file {path} is not UTF-8 text (byte {exc.start}); pass a suite YAML file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -236,6 +239,8 @@ def _require(cond: bool, path: Path, msg: str) -> None:
 def _build(path: Path, data: dict) -> Suite:
     name = data.get("name", path.stem)
     _require(isinstance(name, str) and name, path, "'name' must be a non-empty string")
+    _require(SAFE_NAME.fullmatch(name) is not None and ".." not in name, path,
+             f"'name: {name}' must be a safe name ({SAFE_NAME_RULE}): it becomes the run folder OUT/NAME")
     if path.parent.resolve() == SUITES_DIR.resolve():
         _require(name == path.stem, path, f"'name: {name}' must equal the file name {path.stem!r}")
     version = data.get("version")
@@ -245,6 +250,8 @@ def _build(path: Path, data: dict) -> Suite:
     fmt = p.get("format")
     _require(fmt in PROMPT_FORMATS, path, f"prompts.format must be one of {', '.join(PROMPT_FORMATS)}; got {fmt!r}")
     _require(isinstance(p.get("name"), str), path, "prompts.name must be a string (the prompt-set name)")
+    _require(SAFE_NAME.fullmatch(p["name"]) is not None and ".." not in p["name"], path,
+             f"prompts.name {p['name']!r} must be a safe name ({SAFE_NAME_RULE}): it becomes the cache file NAME.jsonl")
     if fmt == "inline":
         _require(isinstance(p.get("items"), list) and p["items"], path, "prompts.items must be a non-empty list")
     if fmt == "text":
