@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from addbench import rng
+
 PREDICTION_TYPES = ("epsilon", "v_prediction", "flow", "sample")  # sample = x0-prediction
 
 
@@ -91,7 +93,7 @@ class NoiseSchedule:
 
     def sample_timesteps(self, n: int, low: float, high: float, generator=None, device=None) -> torch.Tensor:
         """Uniform continuous timesteps in [low, high) in model units."""
-        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        u = rng.rand(n, generator, device)  # generator: a torch.Generator, None or a BatchRandom (addbench.rng)
         return low + (high - low) * u
 
 
@@ -213,5 +215,5 @@ def uniform_student_timesteps(T: float, n: int) -> list[float]:
 
 def cubic_timesteps(T: float, n: int, generator=None, device=None) -> torch.Tensor:
     """DMDX ADP generator schedule t = (1 - u^3)·T, u ~ U[0, 1): biased towards high noise."""
-    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    u = rng.rand(n, generator, device)
     return (1 - u ** 3) * T

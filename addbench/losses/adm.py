@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from addbench import rng
 from addbench.schedules import NoiseSchedule
 
 X0Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,7 +45,7 @@ def adm_pairs(x0: torch.Tensor, real_x0: X0Fn, fake_x0: X0Fn, schedule: NoiseSch
     t = torch.as_tensor(t, device=x0.device, dtype=torch.float64)
     t = t.expand(n) if t.ndim == 0 else t
     t_next = (t - dt).clamp_min(0)
-    noise = torch.randn_like(x0) if noise is None else noise
+    noise = rng.randn(x0.shape, generator, x0.device, x0.dtype) if noise is None else noise
     x_t = schedule.add_noise(x0, noise, t)
     with torch.no_grad():
         x_t_ng = x_t.detach()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from addbench import rng
 from addbench.schedules import NoiseSchedule
 
 X0Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> x0 prediction
@@ -131,12 +132,12 @@ def add_distillation_loss(x0: torch.Tensor, target: torch.Tensor, t, schedule: N
 
 @torch.no_grad()
 def dmd_grad(x: torch.Tensor, real_x0: X0Fn, fake_x0: X0Fn, t, schedule: NoiseSchedule,
-             noise: torch.Tensor | None = None) -> torch.Tensor:
+             noise: torch.Tensor | None = None, generator=None) -> torch.Tensor:
     """The DMD update direction on generator output ``x`` (no grad):
     x_t = α_t x + σ_t ε;  p_real = x - x0_real(x_t),  p_fake = x - x0_fake(x_t);
     grad = (p_real - p_fake) / mean_{C,H,W} |p_real|   (per sample; NaN/inf -> 0 as in DMD2).
     On Gaussians p_real - p_fake = (σ_t²/α_t)(s_fake - s_real)(x_t): the reverse-KL gradient direction."""
-    noise = torch.randn_like(x) if noise is None else noise
+    noise = rng.randn(x.shape, generator, x.device, x.dtype) if noise is None else noise
     x = x.detach()
     tt = t_vector(t, x)
     x_t = schedule.add_noise(x, noise, tt)
@@ -160,7 +161,7 @@ def dmd_loss(x: torch.Tensor, real_x0: X0Fn, fake_x0: X0Fn, schedule: NoiseSched
     ``real_x0`` is the frozen teacher with CFG, ``fake_x0`` the online fake score without CFG."""
     if t is None:
         t = sample_timesteps(schedule, x.shape[0], *t_range, discrete=discrete, generator=generator, device=x.device)
-    grad = dmd_grad(x, real_x0, fake_x0, t, schedule, noise)
+    grad = dmd_grad(x, real_x0, fake_x0, t, schedule, noise, generator)
     return 0.5 * _mean_per_sample((x.float() - (x - grad).detach().float()) ** 2)
 
 
@@ -175,7 +176,7 @@ def fake_score_loss(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     x0 = x0.detach()
     if t is None:
         t = sample_timesteps(schedule, x0.shape[0], 0.0, 1.0, generator=generator, device=x0.device)
-    noise = torch.randn_like(x0) if noise is None else noise
+    noise = rng.randn(x0.shape, generator, x0.device, x0.dtype) if noise is None else noise
     tt = t_vector(t, x0)
     x_t = schedule.add_noise(x0, noise, tt)
     return _mean_per_sample((predict(x_t, tt).float() - schedule.target(x0, noise, tt).float()) ** 2)

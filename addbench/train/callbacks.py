@@ -119,11 +119,26 @@ class TensorBoardLogger(Callback):
         self.w.close()
 
 
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of a training run: made once, kept in ``RUN/wandb_id.txt``, read back on every resume."""
+    import re
+    import secrets
+
+    path = Path(run_dir) / "wandb_id.txt"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    run_id = f"{re.sub(r'[^A-Za-z0-9_-]', '-', Path(run_dir).name)[:40]}-{secrets.token_hex(4)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
 class WandbLogger(Callback):
     def __init__(self, run_dir: Path, cfg: dict):
         import wandb
 
-        self.run = wandb.init(dir=str(run_dir), config=dict(cfg), name=Path(run_dir).name, resume="allow")
+        self.run = wandb.init(dir=str(run_dir), config=dict(cfg), name=Path(run_dir).name, id=wandb_run_id(run_dir),
+                              resume="allow")  # a resumed training run continues the same W&B run
 
     def on_step(self, state, logs):
         self.run.log({**logs, "images_seen": state.images_seen}, step=state.step)

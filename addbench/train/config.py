@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from addbench import validate as V
 from addbench.errors import AddbenchError
 
 # Keys the engine reads (a plug-in preset may override any of them; plug-ins add their own keys).
@@ -20,6 +21,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch": 4,                 # images per step, all ranks together (global batch)
     "budget_images": 1000,      # stop once this many images were seen (steps x batch)
+    "micro_batch": 0,           # images per process per forward/backward; batch / processes / micro_batch rounds of
+                                # gradient accumulation (0 = no accumulation). Same updates to float rounding
     "precision": "auto",        # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32" | "bf16-pure" (bf16
                                 # autocast, but the base's bf16 networks run without it: norms in bf16, no casts)
     "base_dtype": "fp32",       # dtype the base (teacher + the copies made from it) loads in; autocast does bf16
@@ -48,6 +51,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "keep_ckpts": 2,
     "sample_every_images": 0,   # sample grid of the student; 0 = off
     "sample_prompts": 8,
+    "val_every_images": 0,      # score the current student with the harness every this many images; 0 = off
+    "val_suite": "toy-val",     # ... on this suite (a validation split: never the one you report) ...
+    "val_limit": 0,             # ... its first this many prompts (0 = all); values logged as val/<metric>
     "collapse_std": 1e-4,       # stop when a logged "*image_std" drops below this
     "progress": True,           # rich progress bar with ETA (rank 0)
     "tensorboard": True,
@@ -61,6 +67,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
 # Keys that may change between the first run and a resume (everything else must match).
 RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_images", "keep_ckpts",
                                "sample_every_images", "tensorboard", "wandb",
+                               "progress",  # display only (issue 18: it blocked a resume)
+                               "micro_batch",  # memory only: the same updates to float rounding (accumulate.py)
+                               "val_every_images", "val_suite", "val_limit",  # what is logged, not what is trained
                                # memory/speed only, same math: e.g. turn checkpointing on to resume after an OOM
                                "grad_checkpointing", "checkpoint_skip", "channels_last"})
 
@@ -223,3 +232,126 @@ def config_diff(old: dict, new: dict, ignore=RESUMABLE_CHANGES) -> list[str]:
         elif json.dumps(a, default=str) != json.dumps(b, default=str):
             out.append(f"{k}: {a!r} -> {b!r}")
     return out
+
+
+# ---- value checks: every key of a resolved config, by a table of patterns, else by the value's type ------------
+def _int_min(minimum: int, hint: str = ""):
+    return lambda v, key, cfg: V.int_at_least(v, minimum, key, hint)
+
+
+def _fractions(lo_open: bool = False, hi_open: bool = False, n: int | None = None, hint: str = ""):
+    def check(v, key, cfg):
+        interval = f"{'(' if lo_open else '['}0, 1{')' if hi_open else ']'}"
+        rule = f"a list of {str(n) + ' ' if n else ''}numbers in {interval}"
+        if not isinstance(v, (list, tuple)) or (n is not None and len(v) != n):
+            raise V.fail(key, v, rule, hint)
+        for x in v:
+            f = V.in_range(x, 0.0, 1.0, key, hint, hi_open=hi_open)
+            if lo_open and f == 0:
+                raise V.fail(key, v, rule, hint)
+    return check
+
+
+def _budget(v, key, cfg):
+    batch = cfg.get("batch")
+    minimum = batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else 1
+    V.int_at_least(v, minimum, key, f"images seen in training; at least one step of batch={minimum}")
+
+
+def _precision(v, key, cfg):
+    from addbench.train.loop import PRECISIONS
+    if v not in PRECISIONS:
+        raise AddbenchError(f"{key}={v!r}; use one of {', '.join(PRECISIONS)} (autocast of the training losses)")
+
+
+def _compile(v, key, cfg):
+    from addbench.train.parallel import compile_mode
+    compile_mode(v)
+
+
+def _compile_mode(v, key, cfg):
+    from addbench.train.parallel import check_compile_mode
+    check_compile_mode(v, cfg.get("compile", "none"))
+
+
+def _str_list(v, key, cfg):
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise V.fail(key, v, "a list of network names, e.g. teacher,vae")
+
+
+# (fnmatch pattern, check(value, key, cfg)); the first matching pattern checks the key. Keys no pattern matches are
+# checked by their type: booleans stay booleans, numbers (also inside lists) must be finite.
+KEY_CHECKS: list[tuple[str, Any]] = [
+    ("seed", _int_min(0, "the random seed")),
+    ("batch", _int_min(1, "images per step, all ranks together")),
+    ("micro_batch", _int_min(0, "images per process per forward/backward; 0 = the whole per-process batch")),
+    ("budget_images", _budget),
+    ("precision", _precision),
+    ("base_dtype", lambda v, key, cfg: V.dtype_name(v, key)),
+    ("compile", _compile),
+    ("compile_mode", _compile_mode),
+    ("master_weights*", lambda v, key, cfg: master_mode(v)),
+    ("lr", lambda v, key, cfg: V.positive(v, key, "the AdamW learning rate")),
+    ("lr_*", lambda v, key, cfg: V.positive(v, key, "a network's AdamW learning rate")),
+    ("betas*", _fractions(hi_open=True, n=2, hint="AdamW's (beta1, beta2), e.g. 0.9,0.999")),
+    ("weight_decay*", lambda v, key, cfg: V.non_negative(v, key, "AdamW weight decay")),
+    ("eps", lambda v, key, cfg: V.positive(v, key, "AdamW epsilon")),
+    ("grad_clip", lambda v, key, cfg: V.non_negative(v, key, "max grad norm; 0 = off")),
+    ("ema", lambda v, key, cfg: V.in_range(v, 0.0, 1.0, key, "EMA decay per step; 0 = off")),
+    ("real_images", lambda v, key, cfg: None),  # a source (folder, manifest, toy:N), not a count
+    ("*_images", _int_min(0, "a number of images; 0 = off or the default")),
+    ("keep_ckpts", _int_min(1, "training states kept")),
+    ("sample_prompts", _int_min(1, "prompts in the sample grid")),
+    ("val_limit", _int_min(0, "prompts of val_suite to score; 0 = all")),
+    ("collapse_std", lambda v, key, cfg: V.non_negative(v, key, "0 = never stop")),
+    ("resolution", lambda v, key, cfg: [V.int_at_least(x, 1, key, "image side in pixels (or [height, width])")
+                                        for x in (v if isinstance(v, (list, tuple)) else [v])]),
+    ("checkpoint_skip", _str_list),
+    ("lambda_*", lambda v, key, cfg: V.non_negative(v, key, "a loss weight; 0 = off")),
+    ("*_steps", _int_min(1, "a number of steps")),
+    ("fake_per_g", _int_min(1, "fake-score updates per generator update")),
+    ("head_width", _int_min(0, "0 = the bottleneck's channels")),
+    ("*_guidance", lambda v, key, cfg: [V.non_negative(x, key, "a CFG scale (or a [lo, hi] range); 1 = none")
+                                        for x in (v if isinstance(v, (list, tuple)) else [v])]),
+    ("dm_t", _fractions(n=2, hint="[lo, hi] fractions of T")),
+    ("gan_t_max", lambda v, key, cfg: V.in_range(v, 0.0, 1.0, key, "a fraction of T")),
+    ("dt_fraction", lambda v, key, cfg: V.in_range(v, 0.0, 1.0, key, "a fraction of T")),
+    ("gen_t", lambda v, key, cfg: V.non_negative(v, key, "the generator's conditioning timestep")),
+]
+
+
+def _by_type(v, key: str) -> None:
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return
+    if isinstance(v, (int, float)):
+        V.finite(v, key)
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _by_type(x, key)
+
+
+def check_config(cfg: dict, defaults: dict | None = None, prefix: str = "", root: dict | None = None) -> None:
+    """Every key of ``cfg`` checked (finite numbers, signs, ranges, choices); the first bad one raises one line
+    ``key=value: must be ... (what it is)``. ``defaults``: the values before overrides -- a key whose default is a
+    boolean must stay a boolean (``maybe`` is refused), a number must stay a number."""
+    import fnmatch
+
+    root = cfg if root is None else root
+    defaults = defaults or {}
+    for k, v in cfg.items():
+        key = prefix + k
+        if isinstance(v, dict):
+            check_config(v, defaults.get(k) if isinstance(defaults.get(k), dict) else {}, key + ".", root)
+            continue
+        like = defaults.get(k)
+        if isinstance(like, bool) and not isinstance(v, bool):
+            raise V.fail(key, v, "true or false")
+        check = next((c for pat, c in KEY_CHECKS if fnmatch.fnmatchcase(k, pat)), None) if not prefix else None
+        # a key with its own check decides its shapes (resolution 32 or [32, 32]); others keep the default's type
+        if check is None and isinstance(like, (int, float)) and not isinstance(like, bool) and \
+                (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise V.fail(key, v, "a number", f"the default is {like!r}")
+        if check is not None:
+            check(v, key, root)
+        else:
+            _by_type(v, key)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from addbench.errors import AddbenchError
+from addbench.rng import BatchRandom
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 _MASK = (1 << 63) - 1
@@ -163,8 +164,11 @@ class TrainData:
         lo = self.rank * self.local_batch
         seeds = [mix(self.seed, step, call, 7, lo + i) for i in range(self.local_batch)]
         gen = torch.Generator(self.device).manual_seed(mix(self.seed, step, call, 11, self.rank))
+        # random: per-sample and whole-batch draws that do not depend on ranks or micro-batches (addbench.rng);
+        # generator: a cheaper per-rank stream, which does
         out = {"step": step, "call": call, "turn": turn, "rank": self.rank, "world_size": self.world,
-               "sample_seeds": seeds, "generator": gen}
+               "sample_seeds": seeds, "generator": gen,
+               "random": BatchRandom(seeds, mix(self.seed, step, call, 13), self.device)}
         if self.images is not None:
             idx = self._indices(len(self.images), step, call, 2)
             out["images"] = torch.stack([self.images.image(i) for i in idx]).to(self.device)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from addbench.errors import AddbenchError
-from addbench.train.config import ENGINE_DEFAULTS, FrozenConfig, apply_overrides, config_diff, deep_merge, freeze
+from addbench.train.config import (ENGINE_DEFAULTS, FrozenConfig, apply_overrides, check_config, config_diff,
+                                   deep_merge, freeze)
 
 
 def _distiller_class(distiller):
@@ -35,11 +37,33 @@ def _base_name(base) -> str:
 def resolve_config(distiller, base, overrides: list[str] = ()) -> FrozenConfig:
     """Engine defaults < preset(method, base) < ``key=value`` overrides, frozen."""
     cls = _distiller_class(distiller)
-    cfg = deep_merge(ENGINE_DEFAULTS, cls.preset(_base_name(base)))
-    cfg = apply_overrides(cfg, list(overrides))
+    defaults = deep_merge(ENGINE_DEFAULTS, cls.preset(_base_name(base)))
+    cfg = apply_overrides(defaults, list(overrides))
+    check_config(cfg, defaults)  # before anything is written: --dry-run refuses a bad value too
     cfg["distiller"] = cls.name or cls.__name__
     cfg["base"] = _base_name(base)
     return freeze(cfg)
+
+
+def config_origins(distiller, base, overrides: list[str] = ()) -> dict[str, str]:
+    """Where each top-level value of :func:`resolve_config` comes from: ``default`` (the engine's), ``preset <base>``
+    (the distiller's preset for that base) or ``override`` (``--set``; the last one wins)."""
+    cls = _distiller_class(distiller)
+    name = _base_name(base)
+    preset = cls.preset(name)
+    out = {k: "default" for k in ENGINE_DEFAULTS}
+    out.update({k: f"preset {name}" for k in preset})
+    for item in overrides:
+        key = item.split("=", 1)[0].strip().lstrip("+").split(".")[0]
+        out[key] = "override"
+    return out
+
+
+def describe_config(cfg: dict, origins: dict[str, str]) -> str:
+    """``key = value  (origin)`` lines, one per top-level key, sorted: what ``--dry-run`` shows a person."""
+    width = max((len(k) for k in cfg), default=0)
+    return "".join(f"{k:<{width}} = {json.dumps(v, default=str)}  ({origins.get(k, 'set by the engine')})\n"
+                   for k, v in sorted(cfg.items()))
 
 
 def load_base(base, cfg: dict, device: torch.device):
@@ -87,9 +111,14 @@ def train(distiller, base, out: Path, overrides: list[str] = (), dry_run: bool =
 
     cfg = resolve_config(distiller, base, overrides)
     run_dir = Path(out)
-    if dry_run:
+    if dry_run:  # the resolved config as JSON on stdout; each value with its origin on stderr
         print(json.dumps(cfg, indent=1, sort_keys=True))
+        print(describe_config(cfg, config_origins(distiller, base, list(overrides))), end="", file=sys.stderr)
         return run_dir / "config.json"
+    from addbench.validate import device_available, writable_dir
+
+    writable_dir(run_dir, "--out")
+    device_available(device or os.environ.get("ADDBENCH_DEVICE"), "--device")
     ctx = init_distributed(device or os.environ.get("ADDBENCH_DEVICE"))
     try:
         _check_or_write_config(run_dir, cfg, ctx.is_main)

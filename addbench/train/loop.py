@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from addbench.errors import AddbenchError
+from addbench.train.accumulate import accumulation_rounds, gradient_sync, mean_logs, micro_batches
 from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDetector, ProgressBar, SampleGrid,
                                       TensorBoardLogger, TrainingInterrupted, TrainingStopped, WandbLogger)
 from addbench.train.checkpoint import EMA, clean_key, latest_state, model_state, restore, save_state, state_images
@@ -129,7 +130,7 @@ def read_logs(logs: dict) -> dict[str, float]:
 
 def default_callbacks(state: LoopState, resume_step: int) -> list:
     cfg, ctx, run_dir = state.cfg, state.ctx, state.run_dir
-    cbs: list = [NonFiniteDetector(), CollapseDetector(float(cfg["collapse_std"]))]
+    cbs: list = [*validation_callback(state), NonFiniteDetector(), CollapseDetector(float(cfg["collapse_std"]))]
     if not ctx.is_main:
         return cbs
     cbs.append(JsonlLogger(run_dir, int(cfg["log_every_images"]), resume_step))
@@ -150,6 +151,18 @@ def default_callbacks(state: LoopState, resume_step: int) -> list:
     if cfg["progress"]:
         cbs.append(ProgressBar(state.budget, state.images_seen))
     return cbs
+
+
+def validation_callback(state: LoopState) -> list:
+    """``val_every_images``: the harness scores the student during training (every rank: gathering is collective);
+    first in the list, so the loggers see its ``val/*`` values in the same step."""
+    cfg = state.cfg
+    if not int(cfg.get("val_every_images") or 0):
+        return []
+    from addbench.train.validation import Validation
+
+    return [Validation(state.run_dir, int(cfg["val_every_images"]), str(cfg["val_suite"]), int(cfg["val_limit"]),
+                       device=state.ctx.device, is_main=state.ctx.is_main)]
 
 
 def setup(distiller: Distiller, base, cfg: dict, ctx: DistContext, run_dir: Path) -> LoopState:
@@ -310,6 +323,7 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
     # compile_mode=reduce-overhead: each turn is one iteration for torch's CUDA-graph trees (the graph outputs of
     # the turn before are not read again: losses and logs are eager tensors)
     graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
+    rounds = accumulation_rounds(cfg, ctx.world_size)
     while state.images_seen < state.budget:
         logs: dict = {}  # floats or 0-dim tensors until the end of the step
         losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
@@ -318,11 +332,17 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
             for opt in opts.values():
                 opt.zero_grad(set_to_none=True)
             trainable(turn.networks)
-            if graph_turns:
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast(cfg, ctx.device):
-                loss, extra = d.loss(turn.name, batch, state.step)
-            loss.backward()
+            parts, extras, loss = micro_batches(batch, rounds), [], 0.0
+            for j, part in enumerate(parts):  # gradient accumulation: the rounds' gradients add up to the batch's
+                if graph_turns:
+                    torch.compiler.cudagraph_mark_step_begin()
+                with gradient_sync([nets[n] for n in turn.networks], sync=j == len(parts) - 1):
+                    with autocast(cfg, ctx.device):
+                        part_loss, extra = d.loss(turn.name, part, state.step)
+                    (part_loss / len(parts)).backward()
+                loss = loss + part_loss.detach() / len(parts)
+                extras.append(extra)
+            extra = mean_logs(extras)
             for name in turn.networks:
                 logs[f"{name}/grad_norm"] = _grad_norm(nets[name].parameters(), float(cfg["grad_clip"]))
             for name in turn.networks:

@@ -20,8 +20,10 @@ parallelism. A minimal plug-in::
             ...
             return loss, {"loss_g": loss.item()}
 
-Per-sample randomness should come from ``batch["sample_seeds"]`` (:func:`per_sample_randn`) so runs with
-different numbers of GPUs see the same noise; ``batch["generator"]`` is a cheaper per-rank stream.
+Every random draw of a loss should come from ``batch["random"]`` (:class:`addbench.rng.BatchRandom`: per sample, or
+one value shared by the batch), so that one batch, k accumulated micro-batches (``micro_batch``) and any number of
+GPUs draw the same numbers and give the same update (docs/batching.md); the shared losses take it as ``generator=``.
+``batch["generator"]`` is a cheaper per-rank stream that does depend on how the batch is cut.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from addbench import rng
 from addbench.discriminators import Dinov2Backbone, MultiHeadDiscriminator, NetworkTaps, head_for
 from addbench.errors import AddbenchError
 from addbench.losses import add_distillation_loss, distill_target, hinge_d, hinge_g, nfsd_target, r1_penalty
@@ -142,9 +143,9 @@ class ADD(Distiller):
         lam_adv, lam = float(cfg["lambda_adv"]), float(cfg["lambda_distill"])
         loss_adv = hinge_g(disc(x_hat)[0]) if lam_adv else torch.zeros(len(x0), device=x0.device)
         lo, hi = cfg["distill_t"]
-        t = sample_timesteps(self.schedule, len(x0), float(lo), float(hi), generator=batch["generator"],
+        t = sample_timesteps(self.schedule, len(x0), float(lo), float(hi), generator=batch["random"],
                              device=x0.device)
-        noise = torch.randn(x_hat.shape, generator=batch["generator"], device=x0.device)
+        noise = rng.randn(x_hat.shape, batch["random"], x0.device)
         target = self._teacher_target(x_hat.detach(), cond, t, noise)
         # Sec. 3.1: d in pixel space (base.decode is the VAE on latent bases, the identity on pixel bases)
         loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, cfg["weighting"], decode=self.base.decode,

@@ -57,7 +57,7 @@ class DMD(Distiller):
         cfg = self.cfg
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
-        gen = batch["generator"]
+        gen = batch["random"]
         if turn == "fake":  # DMD Eq. 6: denoising loss of the fake score on detached generator samples
             x = self.generate(z, cond, grad=False)
             loss = fake_score_loss(lambda x_t, t: self.base.predict(x_t, t.float(), cond, network=self.nets["fake"]),

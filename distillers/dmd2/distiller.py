@@ -2,9 +2,9 @@
 GAN classifier head; turns g (1x) and fake (+ head, ``fake_per_g`` x). Recipe: ``distillers/dmd2/__init__.py``."""
 from __future__ import annotations
 
-
 import torch
 
+from addbench import rng
 from addbench.discriminators import NetworkTaps, head_for
 from addbench.losses import base_x0_fn, dmd_loss, fake_score_loss, softplus_d, softplus_g
 from addbench.losses.score import sample_timesteps
@@ -62,11 +62,11 @@ class DMD2(Distiller):
         x, ts = z, self.gen_ts
         n = 0
         if len(ts) > 1 and self.cfg["backward_simulation"]:
-            n = int(torch.randint(len(ts), (1,), generator=generator, device=z.device))
+            n = rng.shared_randint(len(ts), generator, z.device)  # one step for the whole batch
         with torch.no_grad():
             for i in range(n):
                 x0 = self.g_x0(x, ts[i], cond)
-                noise = torch.randn(x0.shape, generator=generator, device=x0.device)
+                noise = rng.randn(x0.shape, generator, x0.device)
                 x = self.student_schedule.add_noise(x0, noise, ts[i + 1])
         with torch.set_grad_enabled(grad):
             return self.g_x0(x, ts[n], cond)
@@ -75,14 +75,14 @@ class DMD2(Distiller):
     def logits(self, x: torch.Tensor, cond, generator=None) -> list[torch.Tensor]:
         """Head logits on the fake network's bottleneck of x diffused at integer t ~ U{0..gan_t_max(T+1)-1}."""
         hi = int(float(self.cfg["gan_t_max"]) * (self.schedule.T + 1))
-        t = torch.randint(hi, (x.shape[0],), generator=generator, device=x.device).float()
-        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        t = rng.randint(hi, x.shape[0], generator, x.device).float()
+        noise = rng.randn(x.shape, generator, x.device)
         x_t = self.schedule.add_noise(x, noise, t)
         return [self.nets["disc"](self.taps(x_t, t, cond)[0].float())]
 
     # ---- losses ------------------------------------------------------------------------------------
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["generator"]
+        cfg, gen = self.cfg, batch["random"]
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
         if turn == "fake":

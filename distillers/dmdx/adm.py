@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from addbench import rng
 from addbench.errors import AddbenchError
 from addbench.losses import adm_pairs, base_x0_fn, fake_score_loss, hinge_d, hinge_g
 from addbench.schedules import sampler_timesteps
@@ -34,7 +35,7 @@ class ADM(DMDXStage):
         n = int(cfg["gen_steps"])
         self.gen_ts = sampler_timesteps(self.student_schedule, n)  # t_N .. t_1 (1 step: [T])
         self.shape = train_shape(base, cfg)
-        self._pairs = None
+        self._pairs = {}  # (step, micro-batch index) -> the generator turn's pairs, for the d turn of that step
         return {"g": g, "fake": base.copy_network().requires_grad_(True).train(),
                 "d": self.build_latent_disc(base, cfg).to(base.device)}
 
@@ -44,7 +45,7 @@ class ADM(DMDXStage):
         t_N -> t_n without grad, then x̂0 = G(x_{t_n}, t_n) with grad (lines 15-17). ``guidance``: the
         student's own CFG scale (1 = none)."""
         ts, x = self.gen_ts, z
-        k = len(ts) - 1 if full else int(torch.randint(len(ts), (1,), generator=generator, device=z.device))
+        k = len(ts) - 1 if full else rng.shared_randint(len(ts), generator, z.device)
         with torch.no_grad():
             for i in range(k):
                 x0 = self.student_x0(x, ts[i], cond, guidance=guidance)
@@ -55,7 +56,7 @@ class ADM(DMDXStage):
     def real_guidance(self, generator, device) -> float:
         """The real score's CFG scale, drawn uniformly from ``real_guidance`` (appendix B) at every turn."""
         lo, hi = (float(v) for v in self.cfg["real_guidance"])
-        return lo + (hi - lo) * float(torch.rand((), generator=generator, device=device))
+        return lo + (hi - lo) * rng.shared_rand(generator, device)
 
     def student_guidance(self, real: float) -> float:
         """Sec. 5.2 "ADM w/ CFG" (video): the student runs CFG at the real model's scale minus an offset (2.0);
@@ -68,7 +69,7 @@ class ADM(DMDXStage):
         return self.student_guidance((lo + hi) / 2)
 
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["generator"]
+        cfg, gen = self.cfg, batch["random"]
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
         w = self.real_guidance(gen, self.base.device)
@@ -79,19 +80,20 @@ class ADM(DMDXStage):
                                      x0, self.schedule, generator=gen)
             return l_fake.mean(), {"fake/denoise": l_fake.detach().mean()}
         d = self.nets["d"]
+        key = (step, batch.get("micro", (0, 1))[0])
         if turn == "d":  # line 26: the pairs of this step's generator turn (Algorithm 1), else fresh ones
-            if self._pairs is None or self._pairs[0] != step:
+            if key not in self._pairs:
                 with torch.no_grad():
                     x0 = self.generate(z, cond, grad=False, generator=gen, guidance=w_g)
-                    self._pairs = (step, *self.pairs(x0, cond, gen, w), cond)
-            _, x_real, x_fake, t_next, c = self._pairs
-            self._pairs = None
+                    self._pairs[key] = (*self.pairs(x0, cond, gen, w), cond)
+            x_real, x_fake, t_next, c = self._pairs.pop(key)
+            self._pairs = {k: v for k, v in self._pairs.items() if k[0] >= step}  # never keep an old step's
             loss = hinge_d(self.latent_logits(d, x_real, t_next, c), self.latent_logits(d, x_fake.detach(), t_next, c))
             return loss.mean(), {"d/hinge": loss.detach().mean()}
         x0 = self.generate(z, cond, grad=True, generator=gen, guidance=w_g)  # lines 15-21
         x_real, x_fake, t_next = self.pairs(x0, cond, gen, w)
         loss = hinge_g(self.latent_logits(d, x_fake, t_next, cond))  # Eq. 7
-        self._pairs = (step, x_real.detach(), x_fake.detach(), t_next, cond)
+        self._pairs[key] = (x_real.detach(), x_fake.detach(), t_next, cond)
         return loss.mean(), {"g/hinge": loss.detach().mean(), "g/image_std": x0.detach().std(),
                              "g/real_cfg": w}
 
@@ -100,7 +102,7 @@ class ADM(DMDXStage):
         the real score with CFG ``w``, the fake score without."""
         real = base_x0_fn(self.base, cond, self.teacher, w)
         fake = base_x0_fn(self.base, cond, self.nets["fake"])
-        noise = torch.randn(x0.shape, generator=gen, device=x0.device)
+        noise = rng.randn(x0.shape, gen, x0.device)
         return adm_pairs(x0, real, fake, self.schedule, noise=noise, dt=float(self.cfg["dt_fraction"]) * self.schedule.T,
                          grad_through_fake=bool(self.cfg["grad_through_fake"]), generator=gen)
 

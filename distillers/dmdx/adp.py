@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from addbench import rng
 from addbench.losses import adp_velocity_loss, hinge_d, hinge_g
 from addbench.schedules import cubic_timesteps
 from addbench.train.init_from import init_network
@@ -39,7 +40,7 @@ class ADP(DMDXStage):
     # ---- generator: x_t on the straight line between the pair's noise z and endpoint y -----------------
     def generate(self, batch, cond, grad: bool):
         y, z = batch["ode_target"].float(), batch["ode_noise"].float()
-        t = cubic_timesteps(self.schedule.T, len(y), generator=batch["generator"], device=y.device)  # (1-u³)T
+        t = cubic_timesteps(self.schedule.T, len(y), generator=batch["random"], device=y.device)  # (1-u³)T
         x_t = self.student_schedule.add_noise(y, z, t)  # (1 - t/T) y + (t/T) z
         with torch.set_grad_enabled(grad):
             out = self.base.predict(x_t, t.float(), cond, network=self.nets["g"]).float()  # velocity v̂
@@ -49,8 +50,8 @@ class ADP(DMDXStage):
     def disc_logits(self, x0, cond, gen):
         """(D_τ1 logits on x0 diffused at t' ~ U(0, T], D_τ2 logits on the decoded image or None)."""
         d = self.nets["d"]
-        t = self.schedule.T * (1 - torch.rand(len(x0), generator=gen, device=x0.device, dtype=torch.float64))
-        x_t = self.schedule.add_noise(x0, torch.randn(x0.shape, generator=gen, device=x0.device), t)
+        t = self.schedule.T * (1 - rng.rand(len(x0), gen, x0.device))
+        x_t = self.schedule.add_noise(x0, rng.randn(x0.shape, gen, x0.device), t)
         lat = self.latent_logits(d["latent"], x_t, t, cond)
         if "pixel" not in d:
             return lat, None
@@ -58,7 +59,7 @@ class ADP(DMDXStage):
         return lat, [h(f.float()) for h, f in zip(d["pixel"], feats)]
 
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["generator"]
+        cfg, gen = self.cfg, batch["random"]
         l1, l2 = float(cfg["lambda_latent"]), float(cfg["lambda_pixel"])
         cond = self.base.encode_prompts(batch["ode_prompts"])
         y, z, v, x0 = self.generate(batch, cond, grad=(turn == "g"))

@@ -134,10 +134,10 @@ def test_adm_algorithm_order_and_discriminator_reuses_generator_pairs(world):
     orig = plugin.pairs
     plugin.pairs = lambda *a: calls.append(1) or orig(*a)
     loss_g, _ = plugin.loss("g", _batch(plugin, cfg, 0, 1), 0)
-    _, x_real, x_fake, t_next, _ = plugin._pairs
+    x_real, x_fake, t_next, _ = plugin._pairs[(0, 0)]
     assert torch.all(t_next >= 0) and torch.all(t_next <= 999.0 - 999.0 / 64 + 1e-6)
     loss_d, logs = plugin.loss("d", _batch(plugin, cfg, 0, 2), 0)
-    assert len(calls) == 1 and plugin._pairs is None  # Algorithm 1 line 26: the same pairs, no new solve
+    assert len(calls) == 1 and plugin._pairs == {}  # Algorithm 1 line 26: the same pairs, no new solve
     loss_d.backward()
     assert all(p.grad is not None for p in plugin.nets["d"].parameters())
     loss_f, logs_f = plugin.loss("fake", _batch(plugin, cfg, 1, 0), 1)

@@ -51,4 +51,27 @@ def test_config_diff_ignores_resumable_keys():
     a = {"budget_images": 10, "lr": 1.0, "x": {"y": 1}}
     assert config_diff(a, {"budget_images": 20, "lr": 1.0, "x": {"y": 1}}) == []
     assert config_diff(a, {"budget_images": 10, "lr": 2.0, "x": {"y": 2}}) == ["lr: 1.0 -> 2.0", "x.y: 1 -> 2"]
+    assert config_diff({**a, "progress": True}, {**a, "progress": False}) == []  # display only: never blocks a resume
     assert parse_value("none", None) is None
+
+
+def test_dry_run_says_where_each_value_comes_from(capsys, tmp_path):
+    from addbench.train.entry import config_origins, train
+
+    origins = config_origins("dmd2", "toy", ["lr_g=2e-5", "+micro_batch=4"])
+    assert origins["lr_g"] == "override" and origins["micro_batch"] == "override"
+    assert origins["gen_t"] == "preset toy" and origins["keep_ckpts"] == "default"
+    train("dmd2", "toy", tmp_path / "run", ["lr_g=2e-5"], dry_run=True)
+    out, err = capsys.readouterr()
+    assert json.loads(out)["lr_g"] == 2e-5 and not (tmp_path / "run").exists()
+    lines = {ln.split()[0]: ln for ln in err.splitlines()}
+    assert lines["lr_g"].endswith("(override)") and lines["gen_t"].endswith("(preset toy)")
+    assert lines["ema"].endswith("(default)") and len(lines) == len(json.loads(out))
+
+
+def test_wandb_run_id_is_made_once_and_kept(tmp_path):
+    from addbench.train.callbacks import wandb_run_id
+
+    first = wandb_run_id(tmp_path / "dmd2@sdxl run")
+    assert first == wandb_run_id(tmp_path / "dmd2@sdxl run") and first.startswith("dmd2-sdxl-run-")
+    assert wandb_run_id(tmp_path / "other") != first
