@@ -324,6 +324,12 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
     # the turn before are not read again: losses and logs are eager tensors)
     graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
     rounds = accumulation_rounds(cfg, ctx.world_size)
+    sharded = sorted(n for n in nets if is_sharded(nets[n]))
+    if rounds > 1 and sharded:  # measured: benchmarks/fsdp2_accumulation_repro.py, docs/batching.md
+        raise AddbenchError(f"micro_batch={cfg['micro_batch']} (gradient accumulation) with FSDP2-sharded networks "
+                            f"({', '.join(sharded)}) is not supported yet: FSDP2 drops the root module's gradients "
+                            "between micro-batches after a turn that froze it; use micro_batch=0 with more processes, "
+                            "or accumulate on one process")
     while state.images_seen < state.budget:
         logs: dict = {}  # floats or 0-dim tensors until the end of the step
         losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
