@@ -1,20 +1,30 @@
 """Training state on disk: resume = run the same command again.
 
-``<run>/state/step_000001200/`` holds:
+``<run>/state/step_000001200/`` holds, in either layout (``save_state(layout=...)``):
+
+- ``rng_rank<r>.safetensors`` (torch CPU and CUDA generator states, uint8) and ``rng_rank<r>.json`` (python
+  ``random`` and numpy states as numbers);
+- ``meta.json``: step, images seen, world size, config hash, layout;
+- ``manifest.json``: every other file with its sha256 and size, written last.
+
+Layout ``files`` (one file per kind, gathered to rank 0):
 
 - ``networks.safetensors``: every trainable network, keys ``<net>/<param>``; ``ema.safetensors``: the EMA shadows;
 - ``optim.pt``: the full optimiser state dicts (tensors, numbers, lists), read back with
-  ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers and refuses anything else;
-- ``rng_rank<r>.safetensors`` (torch CPU and CUDA generator states, uint8) and ``rng_rank<r>.json`` (python
-  ``random`` and numpy states as numbers);
-- ``meta.json``: step, images seen, world size, config hash;
-- ``manifest.json``: every other file with its sha256 and size, written last.
+  ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers and refuses anything else.
+
+Layout ``dcp`` (sharded, every rank writes its own part; :mod:`addbench.train.dcp_state`):
+
+- ``dcp/shard-*.safetensors``: networks, EMA and optimiser tensors through ``torch.distributed.checkpoint``,
+  loadable at another world size;
+- ``state.json``: the optimisers' param groups and the nesting of their state, tensors replaced by their keys.
 
 A state is written to ``.tmp_step_*``; its files are fsynced, then the manifest is written, then the directory is
-renamed. A state whose manifest is missing or does not verify is incomplete or damaged: :func:`restore` tries the
-kept states newest first and resumes from the first that verifies and loads, with one line on stderr per state it
-skips. States of the previous format (pickled ``rng_rank<r>.pt``, no manifest) are refused, never unpickled. The
-last ``keep`` states are kept. With FSDP2 the full state dicts are gathered to rank 0, which writes them.
+renamed. The manifest names the layout, so a run resumes from either (a ``dcp`` state at any world size). A state
+whose manifest is missing or does not verify is incomplete or damaged: :func:`restore` tries the kept states newest
+first and resumes from the first that verifies and loads, with one line on stderr per state it skips. States of the
+previous format (pickled ``rng_rank<r>.pt``, no manifest) are refused, never unpickled. The
+last ``keep`` states are kept. Layout ``files`` under FSDP2 gathers the full state dicts to rank 0, which writes them.
 At the end :func:`export_student` writes the addbench checkpoint directory of DESIGN.md.
 """
 from __future__ import annotations
@@ -35,7 +45,10 @@ from addbench.errors import AddbenchError
 from addbench.train.parallel import DistContext, barrier
 
 _WRAP_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.", "module.")
-STATE_FORMAT = "addbench-train-state/2"
+STATE_FORMAT = "addbench-train-state/2"  # layout files
+DCP_FORMAT = "addbench-train-state/dcp-1"  # layout dcp
+LAYOUTS = {"files": STATE_FORMAT, "dcp": DCP_FORMAT}
+REQUIRED = {STATE_FORMAT: ("meta.json", "networks.safetensors", "optim.pt"), DCP_FORMAT: ("meta.json", "state.json")}
 MANIFEST = "manifest.json"
 OLD_FORMAT = "old state format: pickled .pt files, no manifest.json"
 
@@ -139,13 +152,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _state_files(state_dir: Path) -> list[str]:
+    """The files of a state: its own, and those in its ``dcp/`` folder as ``dcp/<name>``."""
+    from addbench.train.dcp_state import DIR
+
+    own = [q.name for q in state_dir.iterdir() if q.is_file() and q.name != MANIFEST]
+    sub = state_dir / DIR
+    return sorted(own + ([f"{DIR}/{q.name}" for q in sub.iterdir() if q.is_file()] if sub.is_dir() else []))
+
+
 def write_manifest(state_dir: Path) -> None:
-    """fsync every file of ``state_dir``, then write ``manifest.json`` (sha256 and bytes of each) and fsync it."""
+    """fsync every file of ``state_dir`` (and of its ``dcp/``), then write ``manifest.json`` (sha256 and bytes of
+    each; the format of the layout, ``dcp`` when there is a ``dcp/`` folder) and fsync it."""
+    state_dir = Path(state_dir)
+    fmt = DCP_FORMAT if (state_dir / "dcp").is_dir() else STATE_FORMAT
     files = {}
-    for p in sorted(q for q in state_dir.iterdir() if q.is_file() and q.name != MANIFEST):
+    for name in _state_files(state_dir):
+        p = state_dir / name
         _fsync(p)
-        files[p.name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
-    (state_dir / MANIFEST).write_text(json.dumps({"format": STATE_FORMAT, "files": files}, indent=1))
+        files[name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+    if (state_dir / "dcp").is_dir():
+        _fsync_dir(state_dir / "dcp")
+    (state_dir / MANIFEST).write_text(json.dumps({"format": fmt, "files": files}, indent=1))
     _fsync(state_dir / MANIFEST)
     _fsync_dir(state_dir)
 
@@ -174,14 +202,21 @@ def verify_state(state_dir: Path) -> str | None:
         sizes = {str(name): int(e["bytes"]) for name, e in files.items()}
     except (ValueError, KeyError, TypeError, AttributeError):
         return "manifest.json unreadable"
-    if fmt != STATE_FORMAT:
+    if fmt not in REQUIRED:
         return f"manifest.json: unknown format {fmt!r}"
-    for name in ("meta.json", "networks.safetensors", "optim.pt"):
+    for name in REQUIRED[fmt]:
         if name not in sizes:
             return f"manifest.json lists no {name}"
+    if fmt == DCP_FORMAT:
+        if not any(name.startswith("dcp/") for name in sizes):
+            return "manifest.json lists no dcp/ file"
+        extra = sorted(set(_state_files(state_dir)) - set(sizes))
+        if any(name.startswith("dcp/") for name in extra):  # DCP reads every file there: none may be unlisted
+            return f"{next(n for n in extra if n.startswith('dcp/'))}: not in manifest.json"
     for name, size in sorted(sizes.items()):  # sizes first: a truncated file is found without hashing anything
         path = state_dir / name
-        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        folder, _, base = name.rpartition("/")
+        if folder not in ("", "dcp") or "\\" in name or base.startswith(".") or not path.is_file():
             return f"{name}: missing"
         if path.stat().st_size != size:
             return f"{name}: {path.stat().st_size} bytes, manifest says {size}"
@@ -215,9 +250,14 @@ def state_images(state_dir: Path) -> int | None:
 
 def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn.Module],
                opts: dict[str, torch.optim.Optimizer], ema: EMA | None, config_hash: str,
-               ctx: DistContext, keep: int = 2, info: dict | None = None) -> Path:
+               ctx: DistContext, keep: int = 2, info: dict | None = None, layout: str = "files") -> Path:
+    """Write the state of ``step`` (collective: every rank calls it). ``layout``: ``files`` (gathered to rank 0)
+    or ``dcp`` (sharded, :mod:`addbench.train.dcp_state`). A resume reads either; a ``dcp`` state at any world
+    size, a ``files`` state at the one that wrote it."""
     from safetensors.torch import save_file
 
+    if layout not in LAYOUTS:
+        raise AddbenchError(f"state layout {layout!r}; use {' or '.join(LAYOUTS)}")
     root = Path(run_dir) / "state"
     final = root / f"step_{step:09d}"
     tmp = root / f".tmp_step_{step:09d}"
@@ -229,6 +269,19 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
     save_file(rng_tensors, str(tmp / f"rng_rank{ctx.rank}.safetensors"))
     (tmp / f"rng_rank{ctx.rank}.json").write_text(json.dumps(rng_numbers))
     barrier(ctx)  # every rank's RNG files are there before rank 0 lists them in the manifest
+    meta = {"format": LAYOUTS[layout], "layout": layout, "step": step, "images_seen": images_seen,
+            "world_size": ctx.world_size, "config_hash": config_hash, **(info or {})}
+    if layout == "dcp":
+        from addbench.train import dcp_state
+
+        skeleton = dcp_state.save(tmp, nets=nets, opts=opts, ema=ema, ctx=ctx)
+        barrier(ctx)  # every rank's shards are written
+        if ctx.is_main:
+            (tmp / dcp_state.SKELETON).write_text(json.dumps(skeleton))
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            _publish(tmp, final, run_dir, keep)
+        barrier(ctx)
+        return final
     weights = {f"{name}/{k}": v for name, net in nets.items() for k, v in model_state(net, ctx).items()}
     optim = {}
     for name, opt in opts.items():
@@ -244,22 +297,25 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
         if ema_sd is not None:
             save_file({k: v.contiguous() for k, v in ema_sd.items()}, str(tmp / "ema.safetensors"))
         torch.save(optim, tmp / "optim.pt")
-        (tmp / "meta.json").write_text(json.dumps({"format": STATE_FORMAT, "step": step, "images_seen": images_seen,
-                                                   "world_size": ctx.world_size, "config_hash": config_hash,
-                                                   **(info or {})}))
-        write_manifest(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-        for p in _state_dirs(run_dir):  # states past this one are from a timeline a resume fell back from
-            if p.name > final.name:
-                shutil.rmtree(p, ignore_errors=True)
-        kept = _state_dirs(run_dir)
-        for old in kept[: max(0, len(kept) - keep)]:
-            shutil.rmtree(old, ignore_errors=True)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        _publish(tmp, final, run_dir, keep)
     barrier(ctx)
     return final
+
+
+def _publish(tmp: Path, final: Path, run_dir: Path, keep: int) -> None:
+    """Rank 0, every file written: manifest last, rename to ``final``, drop the states past it and the oldest."""
+    write_manifest(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    for p in _state_dirs(run_dir):  # states past this one are from a timeline a resume fell back from
+        if p.name > final.name:
+            shutil.rmtree(p, ignore_errors=True)
+    kept = _state_dirs(run_dir)
+    for old in kept[: max(0, len(kept) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- load -------------------------------------------------------------------------------------------
@@ -288,17 +344,26 @@ def read_state(path: Path, *, rank: int = 0, world_size: int = 1) -> dict:
     from safetensors.torch import load_file
 
     path = Path(path)
-    listed = _parsed(path / MANIFEST, _json)["files"]
+    manifest = _parsed(path / MANIFEST, _json)
+    listed = manifest["files"]
     meta = _parsed(path / "meta.json", _json)
     try:
         meta["step"], meta["images_seen"] = int(meta["step"]), int(meta["images_seen"])
     except (KeyError, TypeError, ValueError):
         raise AddbenchError("meta.json: no integer step / images_seen") from None
     st = lambda p: load_file(str(p))  # noqa: E731
-    out = {"meta": meta, "weights": _parsed(path / "networks.safetensors", st),
-           "optim": _parsed(path / "optim.pt", lambda p: torch.load(p, weights_only=True)), "ema": None, "rng": None}
-    if "ema.safetensors" in listed:
-        out["ema"] = _parsed(path / "ema.safetensors", st)
+    if manifest.get("format") == DCP_FORMAT:  # the tensors are loaded by apply_state (collective), headers read here
+        from addbench.train import dcp_state
+
+        saved = _parsed(path / dcp_state.DIR, lambda p: dcp_state.saved_tensors(p.parent))
+        out = {"meta": meta, "layout": "dcp", "path": path, "rng": None, "saved": saved,
+               "skeleton": dcp_state.read_skeleton(path, saved)}
+    else:
+        out = {"meta": meta, "layout": "files", "weights": _parsed(path / "networks.safetensors", st),
+               "optim": _parsed(path / "optim.pt", lambda p: torch.load(p, weights_only=True)), "ema": None,
+               "rng": None}
+        if "ema.safetensors" in listed:
+            out["ema"] = _parsed(path / "ema.safetensors", st)
     rng = f"rng_rank{rank}"
     if meta.get("world_size", 1) == world_size and f"{rng}.safetensors" in listed and f"{rng}.json" in listed:
         out["rng"] = (_parsed(path / f"{rng}.safetensors", st), _parsed(path / f"{rng}.json", _json))
@@ -307,7 +372,15 @@ def read_state(path: Path, *, rank: int = 0, world_size: int = 1) -> dict:
 
 def apply_state(state: dict, *, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
                 ema: EMA | None, ctx: DistContext) -> dict:
-    """Load what :func:`read_state` read into networks, optimisers, EMA and this rank's RNG; returns meta."""
+    """Load what :func:`read_state` read into networks, optimisers, EMA and this rank's RNG; returns meta.
+    Collective with several processes."""
+    if state.get("layout") == "dcp":
+        from addbench.train import dcp_state
+
+        dcp_state.load(state["path"], state["skeleton"], state["saved"], nets=nets, opts=opts, ema=ema, ctx=ctx)
+        if state["rng"] is not None:
+            _set_rng_state(*state["rng"])
+        return state["meta"]
     weights, optim = state["weights"], state["optim"]
     for name, net in nets.items():
         sd = {k.split("/", 1)[1]: v for k, v in weights.items() if k.split("/", 1)[0] == name}

@@ -49,6 +49,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "log_every_images": 0,      # 0 = every step
     "ckpt_every_images": 0,     # 0 = budget / 10
     "keep_ckpts": 2,
+    "state_layout": "files",    # training states: files (gathered to rank 0; resume at the same world size) | dcp
+                                # (torch.distributed.checkpoint shards, safetensors only; resume at any world size)
     "sample_every_images": 0,   # sample grid of the student; 0 = off
     "sample_prompts": 8,
     "val_every_images": 0,      # score the current student with the harness every this many images; 0 = off
@@ -70,6 +72,7 @@ RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_
                                "progress",  # display only (issue 18: it blocked a resume)
                                "micro_batch",  # memory only: the same updates to float rounding (accumulate.py)
                                "val_every_images", "val_suite", "val_limit",  # what is logged, not what is trained
+                               "state_layout",  # how states are written; a resume reads either layout
                                # memory/speed only, same math: e.g. turn checkpointing on to resume after an OOM
                                "grad_checkpointing", "checkpoint_skip", "channels_last"})
 
@@ -301,6 +304,7 @@ KEY_CHECKS: list[tuple[str, Any]] = [
     ("real_images", lambda v, key, cfg: None),  # a source (folder, manifest, toy:N), not a count
     ("*_images", _int_min(0, "a number of images; 0 = off or the default")),
     ("keep_ckpts", _int_min(1, "training states kept")),
+    ("state_layout", lambda v, key, cfg: V.one_of(v, ("files", "dcp"), key)),
     ("sample_prompts", _int_min(1, "prompts in the sample grid")),
     ("val_limit", _int_min(0, "prompts of val_suite to score; 0 = all")),
     ("collapse_std", lambda v, key, cfg: V.non_negative(v, key, "0 = never stop")),

@@ -381,14 +381,16 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
         if state.images_seen // every_ckpt != (state.images_seen - int(cfg["batch"])) // every_ckpt:
             save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
                        ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                       info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
+                       info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))},
+                       layout=str(cfg.get("state_layout", "files")))
         if (agreed > 0) if agreed is not None else (stop.signum is not None):
             raise TrainingInterrupted(stop.signum or int(signal.SIGTERM))
     last = latest_state(state.run_dir)
     if last is None or int(last.name.split("_")[1]) != state.step:
         save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
                    ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                   info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))})
+                   info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))},
+                   layout=str(cfg.get("state_layout", "files")))
 
 
 def final_student(state: LoopState, base) -> nn.Module | None:
