@@ -259,9 +259,9 @@ def samples_cmd(
     plist = []
     for p in prompts:
         plist += _prompt_lines(p) if Path(p).is_file() else [p]
-    if not plist or not all(p.strip() for p in plist):
+    if not plist:
         raise AddbenchError("--prompts: give at least one non-empty prompt (or a text file, one prompt a line)")
-    if any(is_gmm_model(m) for m in model):
+    if any(is_gmm_model(m) for m in model):  # gmm: "" is a prompt (the unconditional class)
         if len(model) > 1:
             raise AddbenchError("--model: a gmm model draws a scatter of its own; give it alone")
         from addbench.gmm.plot import scatter_model
@@ -269,6 +269,8 @@ def samples_cmd(
         scatter_model(model[0], grid, step_list, plist, seed_list, device=_device(device), guidance=guidance)
         console.print(f"wrote {grid}: gmm scatter of {len(plist)} prompt(s) x {len(seed_list)} seed(s)")
         return
+    if not all(p.strip() for p in plist):
+        raise AddbenchError("--prompts: give at least one non-empty prompt (or a text file, one prompt a line)")
     rows = sample_grid(model if len(model) > 1 else model[0], plist, seed_list, grid, step_list, guidance=guidance,
                        device=_device(device), dtype=dtype, labels=labels, min_cell=cell)
     console.print(f"wrote {grid}: {rows} row(s) x {len(plist) * len(seed_list)} column(s)")
@@ -431,9 +433,11 @@ def _usage_error(exc) -> int:
 # commands kept in their own modules
 from addbench.cli_stats import register  # noqa: E402  (compare, elo)
 from addbench.cli_arena import register as register_arena  # noqa: E402  (arena: serve, export, auto)
+from addbench.cli_report import register as register_report  # noqa: E402  (report)
 
 register(app)
 register_arena(app)
+register_report(app)
 
 
 def main() -> None:

@@ -106,6 +106,8 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="preference JSONL for addbench elo"),
     max_fail: Optional[float] = typer.Option(None, "--max-fail", help="flagging threshold (default: the study's)"),
     include_flagged: bool = typer.Option(False, "--include-flagged", help="keep the votes of flagged raters"),
+    table: Optional[Path] = typer.Option(None, "--table", help="also a CSV of elo[human,quality] / "
+                                         "elo[human,alignment] per model for `addbench leaderboard --published FILE`"),
 ):
     """Write the study's real votes as preference JSONL (two records per vote: quality, alignment)."""
     from addbench.arena.controls import rater_stats
@@ -120,6 +122,11 @@ def export_cmd(
     write_jsonl(rows, out)
     note = f"; flagged rater(s) {', '.join(flagged)} " + ("kept" if include_flagged else "left out") if flagged else ""
     console.print(f"wrote {out}: {len(rows)} records from {len(votes)} votes{escape(note)}")
+    if table is not None:
+        from addbench.arena.results import leaderboard_csv, report
+
+        leaderboard_csv(report(votes, threshold), table, f"human study {Path(db).name}")
+        console.print(f"wrote {table}: ELO per model and question (addbench leaderboard RUNS --published {table})")
 
 
 @arena_app.command("auto")

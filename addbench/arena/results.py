@@ -33,3 +33,21 @@ def report(votes: list[dict], max_fail: float, draws: int = 1000, seed: int = 0)
 
 def _ranked(elo: dict) -> dict:
     return {m: e.to_dict() for m, e in sorted(elo.items(), key=lambda kv: -kv[1].rating)}
+
+
+def leaderboard_csv(rep: dict, out, source: str) -> Path:
+    """The study's ELO per model and question as a table ``addbench leaderboard ... --published FILE`` reads: columns
+    ``model, source, elo[human,quality] ↑, elo[human,alignment] ↑`` (intervals stay in ``addbench elo`` / the page)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    questions = rep["questions"]
+    models = sorted({m for q in questions.values() for m in q["elo"]})
+    rows = [{"model": m, "source": source,
+             **{f"elo[human,{q}] ↑": round(questions[q]["elo"][m]["rating"], 1) for q in questions
+                if m in questions[q]["elo"]}} for m in models]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    return out

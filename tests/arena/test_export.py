@@ -46,9 +46,14 @@ def test_cli_export_writes_jsonl_that_addbench_elo_reads(run_dirs, tmp_path):
     for it in study.schedule("r1"):
         good = "right" if it.control_side == "left" else "left"
         study.vote("r1", it, {"quality": good, "alignment": good if it.control else "tie"})
-    out = tmp_path / "prefs.jsonl"
-    res = runner.invoke(app, ["arena", "export", "--db", str(db), "--out", str(out)])
+    out, table = tmp_path / "prefs.jsonl", tmp_path / "elo.csv"
+    res = runner.invoke(app, ["arena", "export", "--db", str(db), "--out", str(out), "--table", str(table)])
     assert res.exit_code == 0, res.output
+    from addbench.eval.tables import leaderboard_rows
+
+    rows, _ = leaderboard_rows([], [str(table)])  # the leaderboard's elo[human,*] columns
+    assert len(rows) == len(run_dirs) and all({"elo[human,quality]", "elo[human,alignment]"} <= r["metrics"].keys() for r in rows)
+    assert all(r["metrics"]["elo[human,quality]"]["higher_is_better"] is True for r in rows)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 12 and all(tuple(r) == FIELDS for r in lines)
     assert {r["question"] for r in lines} == {"quality", "alignment"}

@@ -106,7 +106,7 @@ def test_eval_then_leaderboard(fake_suite, fake_model, tmp_path):
 def test_samples_grid(fake_model, tmp_path):
     grid = tmp_path / "g.png"
     r = _ok(["samples", "--model", "fake", "-p", "a cat", "-p", "a dog", "--seeds", "0,1,2", "--steps", "1,4",
-             "--grid", grid, "--device", "cpu"])
+             "--grid", grid, "--device", "cpu", "--no-labels"])
     assert "2 row(s) x 6 column(s)" in r.output
     im = Image.open(grid)
     assert im.size == (6 * 18 + 2, 2 * 18 + 2)
