@@ -107,20 +107,13 @@ def eval_cmd(
     sampler = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     cfg = EvalConfig(model=model, suite=suite, out=str(out), device=device, dtype=dtype, batch_size=batch_size,
                      sampler_overrides=sampler, metric_overrides=nest_dotted(parse_assignments(metric, "--metric")),
-                     limit=limit, run_dir=str(run_dir) if run_dir else None)
-    if batch_size is not None and batch_size < 1:
-        raise AddbenchError("--batch-size must be >= 1")
-    if score_batch < 1:
-        raise AddbenchError("--score-batch must be >= 1")
+                     limit=limit, run_dir=str(run_dir) if run_dir else None, progress=not no_progress, rescore=rescore,
+                     fast=fast, score_batch=score_batch, overlap_scoring=overlap, metric_precision=metric_precision,
+                     repair=repair, verify=verify)
     if dry_run:
         print(json.dumps(cfg.resolved(), indent=2))
         return
-    from addbench.eval.runner import evaluate
-
-    res = evaluate(model, suite, out_dir=out, device=_device(device), batch_size=batch_size, sampler_overrides=sampler,
-                   dtype=dtype, limit=limit, run_dir=run_dir, progress=not no_progress, rescore=rescore,
-                   metric_overrides=cfg.metric_overrides, fast=fast, score_batch=score_batch,
-                   overlap_scoring=overlap, metric_precision=metric_precision, repair=repair, verify=verify)
+    res = cfg.run()
     if _is_main() and res.record:
         for mid, m in res.record["metrics"].items():
             ci = f" [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]" if m.get("ci95") else ""

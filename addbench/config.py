@@ -81,16 +81,26 @@ def check_sampler_overrides(overrides: dict | None) -> None:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """Every option of one evaluation: the CLI (``addbench eval``), the Python API (``addbench.evaluate``) and
+    ``--dry-run`` all build this object, and :meth:`run` is the one call into the runner."""
     model: str
     suite: str
     out: str = "runs"
     device: str = "cpu"
     dtype: str | None = None
-    batch_size: int = 8
+    batch_size: int | None = 8
     sampler_overrides: dict = field(default_factory=dict)
     metric_overrides: dict = field(default_factory=dict)
     limit: int | None = None
     run_dir: str | None = None
+    progress: bool = True
+    rescore: bool = False
+    fast: bool = False
+    score_batch: int = 64
+    overlap_scoring: bool = False
+    metric_precision: str | None = None
+    repair: bool = False
+    verify: str = "auto"
 
     def __post_init__(self):
         """Flags checked before anything touches the disk (a refused run leaves no run dir)."""
@@ -99,6 +109,8 @@ class EvalConfig:
             V.int_at_least(self.batch_size, 1, "--batch-size", "images per generate call")
         if self.limit is not None:
             V.int_at_least(self.limit, 1, "--limit", "only the first N prompts")
+        V.int_at_least(self.score_batch, 1, "--score-batch", "images per scoring group")
+        V.one_of(self.verify, ("auto", "size", "full"), "--verify")
         V.device_available(self.device)
         V.dtype_name(self.dtype)
         V.writable_dir(self.out, "--out")
@@ -107,6 +119,22 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def run(self):
+        """Generate, score and record (``addbench.eval.runner.evaluate``); returns its ``EvalResult``."""
+        from addbench.eval.runner import evaluate
+
+        device = self.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return evaluate(self.model, self.suite, out_dir=self.out, device=device, batch_size=self.batch_size,
+                        sampler_overrides=dict(self.sampler_overrides), dtype=self.dtype, limit=self.limit,
+                        run_dir=self.run_dir, progress=self.progress, rescore=self.rescore,
+                        metric_overrides=dict(self.metric_overrides), fast=self.fast, score_batch=self.score_batch,
+                        overlap_scoring=self.overlap_scoring, metric_precision=self.metric_precision,
+                        repair=self.repair, verify=self.verify)
 
     def resolved(self) -> dict:
         """The configuration plus what the suite resolves to (no model is loaded)."""
