@@ -402,7 +402,7 @@ def toy_demo_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
 ):
     """Evaluate the shipped toy teacher at 1, 4 and 25 steps on the toy suite (and a student), print the leaderboard."""
-    from addbench.toy.demo import run_demo
+    from addbench.demo import run_demo
 
     name = DISTILLERS.canonical(distiller) if distiller else None
     text = run_demo(out, parse_int_list(steps, "--steps"), device=_device(device), suite=suite, distiller=name,

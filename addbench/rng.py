@@ -22,10 +22,18 @@ from __future__ import annotations
 import torch
 
 
-def _mix(*xs: int) -> int:
-    from addbench.train.data import mix
+_MASK = (1 << 63) - 1
 
-    return mix(*xs)
+
+def mix(*xs: int) -> int:
+    """Deterministic 63-bit hash of ints (splitmix64 steps): the seeds of samples, calls and draws."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 29
+    return h & _MASK
+
 
 
 class BatchRandom:
@@ -55,7 +63,7 @@ class BatchRandom:
 
     def _gens(self) -> list[torch.Generator]:
         k = self._next()
-        return [torch.Generator().manual_seed(_mix(s, k, 0x5EED)) for s in self.sample_seeds]
+        return [torch.Generator().manual_seed(mix(s, k, 0x5EED)) for s in self.sample_seeds]
 
     def rand(self, n: int, dtype=torch.float64, device=None) -> torch.Tensor:
         """(n,) uniform [0, 1), one per sample."""
@@ -77,7 +85,7 @@ class BatchRandom:
         return out.to(device or self.device)
 
     def _shared_gen(self) -> torch.Generator:
-        return torch.Generator().manual_seed(_mix(self.shared_seed, self._next(), 0x5A4ED))
+        return torch.Generator().manual_seed(mix(self.shared_seed, self._next(), 0x5A4ED))
 
     def shared_rand(self) -> float:
         """One uniform [0, 1) value for the whole batch."""

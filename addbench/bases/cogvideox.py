@@ -20,6 +20,7 @@ from importlib import resources
 
 import torch
 
+from addbench.bases.components import build_component
 from addbench.bases.cond import Cond
 from addbench.bases.diffusers_base import DiffusersBase
 from addbench.errors import AddbenchError
@@ -140,13 +141,6 @@ def architecture(arch: str) -> dict:
     if arch not in ARCHS:
         raise AddbenchError(f"unknown CogVideoX architecture {arch!r}; use one of {', '.join(ARCHS)}")
     return json.loads(resources.files("addbench.bases").joinpath("architectures.json").read_text())[arch]
-
-
-def build_component(spec: dict):
-    """``diffusers.X(**kwargs)`` or ``transformers.Model(Config(**kwargs))`` from an architectures.json entry."""
-    from addbench.eval.latency import _build
-
-    return _build(spec)
 
 
 def random_weight_base(arch: str = "cogvideox-2b", device=None, dtype=None, seed: int = 0,

@@ -121,3 +121,15 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
             raise AddbenchError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16")
         return DTYPES[dtype]
     return dtype
+
+
+def build_component(spec: dict):
+    """A network from an ``architectures.json`` entry, random weights: ``{"class": "lib.Class", "kwargs": {...}}``
+    or ``"lib.Model(Config(**kwargs))"`` for classes built from a config object."""
+    lib, _, rest = spec["class"].partition(".")
+    cls_name, _, cfg = rest.partition("(")
+    cls = getattr(importlib.import_module(lib), cls_name)
+    if cfg:  # "Model(Config(**kwargs))"
+        config_cls = getattr(importlib.import_module(lib), cfg.split("(")[0])
+        return cls(config_cls(**spec["kwargs"]))
+    return cls(**spec["kwargs"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from addbench.bases.components import build_component as _build  # noqa: F401  (the name tests and callers use)
 from addbench.bases.interface import Sampler
 from addbench.errors import AddbenchError
 from addbench.eval.records import LATENCY_FORMAT
@@ -29,18 +30,6 @@ SDXL_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end"
 
 
 # ---- random-weight full-size bases ------------------------------------------------------------------
-def _build(spec: dict):
-    import importlib
-
-    lib, _, rest = spec["class"].partition(".")
-    cls_name, _, cfg = rest.partition("(")
-    cls = getattr(importlib.import_module(lib), cls_name)
-    if cfg:  # "Model(Config(**kwargs))"
-        config_cls = getattr(importlib.import_module(lib), cfg.split("(")[0])
-        return cls(config_cls(**spec["kwargs"]))
-    return cls(**spec["kwargs"])
-
-
 def random_weight_base(name: str = "sdxl", device=None, dtype=None, seed: int = 0):
     """The full-size ``name`` architecture (``architectures.json``) with random weights, built on ``device``."""
     from addbench.bases.components import resolve_device

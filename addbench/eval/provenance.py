@@ -89,22 +89,12 @@ def weight_entry(role: str, path: str | Path) -> dict:
             "known": known_file(path.name, digest)}
 
 
-def _caption_accuracy_files(metric) -> list[tuple[str, Path]]:
-    from addbench.toy.nets import ASSETS
-
-    folder = Path(metric.classifier_path) if metric.classifier_path else ASSETS / "classifier"
-    return [("classifier", folder / "classifier.safetensors")]
-
-
-WEIGHT_FILES_BY_NAME = {"caption_accuracy": _caption_accuracy_files}  # metrics outside addbench.metrics
-
-
 def weight_files(metric) -> list[tuple[str, Path]]:
-    """(role, file) of every weights file ``metric`` loaded: its ``weight_files()``, else the table above."""
+    """(role, file) of every weights file ``metric`` loaded: its ``weight_files()`` (none when it has no such
+    method)."""
     if callable(getattr(metric, "weight_files", None)):
         return list(metric.weight_files())
-    find = WEIGHT_FILES_BY_NAME.get(metric.name)
-    return find(metric) if find else []
+    return []
 
 
 def metric_provenance(metric, weights: list[dict] | None = None) -> dict:

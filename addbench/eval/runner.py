@@ -307,7 +307,7 @@ def evaluate(model: str | Generator, suite: str | Suite, out_dir: str | Path = "
                             f"{suite.metric_precision}: a process-wide switch that would reach the generator's "
                             "matmuls running beside it); drop --overlap-scoring or pass --metric-precision fp32")
     if suite.kind == "video":  # VBench-style suites: mp4 files, scored in the VBench env
-        from addbench.video.runner import evaluate_video
+        from addbench.eval.video_runner import evaluate_video
         return evaluate_video(model, suite, out_dir, device, batch_size, sampler_overrides,
                               dtype=suite.generation_dtype, limit=limit, run_dir=run_dir, progress=progress,
                               rescore=rescore, metric_overrides=metric_overrides)

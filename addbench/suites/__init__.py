@@ -41,7 +41,7 @@ Keys (after includes)::
 :meth:`Suite.with_generation_dtype`: a new config hash, so a run key of its own), recorded in record.json and
 labelled by ``addbench leaderboard``.
 
-Video suites (``kind: video``) are run by :mod:`addbench.video.runner`; their one metric is ``vbench``.
+Video suites (``kind: video``) are run by :mod:`addbench.eval.video_runner`; their one metric is ``vbench``.
 
 The suite hash is sha256 over the canonical JSON of the resolved YAML (``config_sha256``) combined with
 the prompt-set sha256 (:func:`suite_hash`).

@@ -7,6 +7,8 @@ per-attribute accuracies. Per-sample score is 0/1, so the base class bootstraps 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from addbench.metrics.base import Metric
@@ -28,6 +30,11 @@ class CaptionAccuracy(Metric):
 
     def convention(self) -> str:
         return "toy-classifier,all-captioned-attributes"
+
+    def weight_files(self) -> list[tuple[str, Path]]:
+        """(role, file) of the classifier weights, for the record's provenance (sha256)."""
+        folder = Path(self.classifier_path) if self.classifier_path else nets.ASSETS / "classifier"
+        return [("classifier", folder / "classifier.safetensors")]
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor) -> list[dict[str, str]]:

@@ -20,20 +20,9 @@ import numpy as np
 import torch
 
 from addbench.errors import AddbenchError
-from addbench.rng import BatchRandom
+from addbench.rng import BatchRandom, mix  # noqa: F401  (mix: imported from here by other modules)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
-_MASK = (1 << 63) - 1
-
-
-def mix(*xs: int) -> int:
-    """Deterministic 63-bit hash of ints (splitmix64 steps)."""
-    h = 0x9E3779B97F4A7C15
-    for x in xs:
-        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 29
-    return h & _MASK
 
 
 def _toy_n(spec: str, default: int) -> int:

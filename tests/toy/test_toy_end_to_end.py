@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from addbench.toy.demo import run_demo
+from addbench.demo import run_demo
 
 
 def test_train_eval_leaderboard_on_the_shipped_toy_world(tmp_path):

@@ -11,7 +11,8 @@ from addbench.errors import AddbenchError
 from addbench.eval.runner import evaluate
 from addbench.eval.tables import leaderboard
 from addbench.video import env as venv
-from addbench.video import runner, scores
+from addbench.eval import video_runner as runner
+from addbench.video import scores
 from addbench.video.mp4 import read_mp4
 
 TF = {"vbench": {"dimensions": "temporal_flickering", "static_filter": False}}

@@ -8,7 +8,7 @@ from video_fakes import FakeVideoGenerator
 from addbench.errors import AddbenchError
 from addbench.suites import load_suite
 from addbench.video import env as venv
-from addbench.video import runner
+from addbench.eval import video_runner as runner
 from addbench.video.mp4 import read_mp4, write_mp4
 from addbench.video.prompts import video_name, videos_per_prompt
 
