@@ -157,7 +157,8 @@ def sample_grid(model, prompts: list[str], seeds: list[int], out: str | Path, st
     (rows: each model at each step count). ``labels``: captions above the columns, (model, NFE) before the rows,
     cells upscaled to ``min_cell`` px; ``labels=False`` gives the bare tile at native size."""
     from addbench.bases.interface import Generator
-    from addbench.eval.runner import _load_generator, apply_sampler_overrides
+    from addbench.eval import run as lifecycle
+    from addbench.eval.run import apply_sampler_overrides
 
     if not prompts or not seeds:
         raise AddbenchError("samples needs at least one prompt and one seed")
@@ -166,7 +167,7 @@ def sample_grid(model, prompts: list[str], seeds: list[int], out: str | Path, st
     pairs = [(p, s) for p in prompts for s in seeds]
     rows, row_labels = [], []
     for m in models:
-        gen = m if isinstance(m, Generator) else _load_generator(m, device, dtype, overrides)
+        gen = m if isinstance(m, Generator) else lifecycle.load_generator(m, device, dtype, overrides)
         for n in steps or [None]:
             sampler = apply_sampler_overrides(gen.sampler, {**overrides, **({"steps": n} if n else {})})
             with exact_micro_batch(gen, len(pairs)):

@@ -124,8 +124,10 @@ def _items(pset, n_prompts: int, suite: Suite) -> list[tuple[int, int]]:
 def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu", batch_size: int | None = None,
                    sampler_overrides: dict | None = None, *, dtype=None, limit: int | None = None, run_dir=None,
                    progress: bool = True, rescore: bool = False, metric_overrides: dict | None = None, **_):
-    from addbench.eval.runner import (EvalResult, _chunks, _load_generator, _progress, apply_sampler_overrides,
-                                      check_generation_dtype, noise_seed, resolve_run, run_key)
+    from addbench.eval import run as lifecycle
+    from addbench.eval.run import (EvalResult, apply_sampler_overrides, check_generation_dtype, chunks, noise_seed,
+                                   resolve_run, run_key)
+    from addbench.eval.run import progress as progress_bar
 
     suite = (suite if isinstance(suite, Suite) else load_suite(suite)).with_generation_dtype(dtype)
     opts = vbench_options(suite, metric_overrides)
@@ -134,7 +136,7 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
     n_prompts = len(pset) if limit is None else min(limit, len(pset))
     overrides = {**suite.sampler, **{k: v for k, v in (sampler_overrides or {}).items() if v is not None}}
     with distributed(device) as d:
-        gen = _load_generator(model, d.device, suite.generation_dtype, overrides)
+        gen = lifecycle.load_generator(model, d.device, suite.generation_dtype, overrides)
         check_generation_dtype(gen, suite)
         sampler = apply_sampler_overrides(gen.sampler, overrides)
         key = run_key(gen, sampler, suite, pset, limit)
@@ -166,11 +168,11 @@ def evaluate_video(model, suite: Suite | str, out_dir="runs", device: str = "cpu
                 "suite": suite.name, "suite_config_sha256": suite.config_sha256}
         from addbench.video.mp4 import write_mp4
 
-        with _progress(progress and d.is_main) as bar:
+        with progress_bar(progress and d.is_main) as bar:
             n_mine = sum(1 for i, _ in items if i in mine)
             task = bar.add_task(f"generate videos (rank {d.rank}/{d.world_size})", total=n_mine,
                                 completed=n_mine - len(todo))
-            for batch in _chunks(todo, batch_size or getattr(gen, "effective_micro_batch", None) or 1):
+            for batch in chunks(todo, batch_size or getattr(gen, "effective_micro_batch", None) or 1):
                 out = gen.generate([prompts[i] for i, _ in batch], [noise_seed(i, k) for i, k in batch], sampler)
                 if out.ndim != 5 or out.shape[0] != len(batch):
                     raise AddbenchError(f"generator {gen.name} returned {tuple(out.shape)} for {len(batch)} prompts; "
@@ -214,7 +216,7 @@ def _check_provenance(rdir: Path, items, prompts, model_hash: str) -> None:
 
 def _score_and_record(env, rdir, gen, sampler, suite, pset, n_prompts, limit, key, items, dims, unavailable,
                       opts, fps, device, world_size) -> dict:
-    from addbench.eval.runner import noise_seed
+    from addbench.eval.run import noise_seed
 
     prompts = pset.prompts[:n_prompts]
     work = rdir / "vbench"

@@ -13,9 +13,9 @@ from fakes import _cache, fake_suite  # noqa: E402,F401
 @pytest.fixture
 def fake_model(monkeypatch):
     """Make load_generator('fake') return the fake generator (the real loader is the bases engineer's)."""
-    import addbench.eval.runner as runner
-    real = runner._load_generator
+    import addbench.eval.run as runner
+    real = runner.load_generator
 
     def load(model, device, dtype, overrides):
         return fakes.FakeGenerator() if model == "fake" else real(model, device, dtype, overrides)
-    monkeypatch.setattr(runner, "_load_generator", load)
+    monkeypatch.setattr(runner, "load_generator", load)

@@ -71,10 +71,10 @@ def test_invalid_record_is_one_line_with_file_json_path_and_fix(fake_suite, tmp_
 
 
 def test_garbage_record_is_one_line_exit_2_and_repair_rewrites_it(fake_suite, tmp_path, monkeypatch):
-    import addbench.eval.runner as runner
+    import addbench.eval.run as runner
 
-    real = runner._load_generator
-    monkeypatch.setattr(runner, "_load_generator",
+    real = runner.load_generator
+    monkeypatch.setattr(runner, "load_generator",
                         lambda model, *a: fakes.FakeGenerator() if model == "fake" else real(model, *a))
     run_dir, rec = _record(fake_suite, tmp_path)
     (run_dir / "record.json").write_bytes(b"\x00\xffnot json {")

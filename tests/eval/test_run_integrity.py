@@ -81,10 +81,10 @@ def test_verify_size_skips_hashes_and_full_catches_a_same_size_change(fake_suite
 
 
 def test_cli_refuses_a_damaged_run_with_exit_2_and_repairs_it(fake_suite, tmp_path):
-    import addbench.eval.runner as runner
+    import addbench.eval.run as runner
 
-    real = runner._load_generator
-    runner._load_generator = lambda model, *a: fakes.FakeGenerator() if model == "fake" else real(model, *a)
+    real = runner.load_generator
+    runner.load_generator = lambda model, *a: fakes.FakeGenerator() if model == "fake" else real(model, *a)
     try:
         args = ["eval", "--model", "fake", "--suite", str(fake_suite), "--run-dir", str(tmp_path / "r"),
                 "--device", "cpu", "--no-progress", "-b", "4"]
@@ -97,7 +97,7 @@ def test_cli_refuses_a_damaged_run_with_exit_2_and_repairs_it(fake_suite, tmp_pa
         assert r.exit_code == 0 and (tmp_path / "r" / "samples" / "000000_s0.png").is_file()
         assert cli.invoke(app, [*args, "--verify", "full"]).exit_code == 0
     finally:
-        runner._load_generator = real
+        runner.load_generator = real
 
 
 def test_truncated_png_in_an_unfinished_run_is_regenerated(fake_suite, tmp_path, monkeypatch):
