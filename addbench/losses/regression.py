@@ -38,7 +38,8 @@ def ode_regression_loss(x: torch.Tensor, y: torch.Tensor, distance: Callable | N
 
     ``x`` = G(z) (with grad), ``y`` = teacher endpoint (detached). ``distance(a, b) -> (N,)`` defaults to
     LPIPS-VGG (``lpips_distance()``, images in [-1, 1]); ``decode`` maps latents to images first
-    (``base.decode``), needed for latent bases since LPIPS works on RGB. Weight by λ_reg (DMD: 0.25; ours where its source could not be re-read: distillers/PRESET_SOURCES.md).
+    (``base.decode``), needed for latent bases since LPIPS works on RGB. Weight by λ_reg (DMD: 0.25; its source
+    could not be re-read, distillers/PRESET_SOURCES.md).
     """
     distance = distance or lpips_distance()
     decode = decode or (lambda z: z)
