@@ -5,20 +5,20 @@ Sharded evaluation: ``torchrun --nproc_per_node=N -m addbench.cli eval --model M
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from addbench.cli_common import console, err, guarded
+from addbench.cli_common import one_line as _one_line
 from addbench.config import EvalConfig, nest_dotted, parse_assignments, parse_int_list
 from addbench import validate as V
 from addbench.errors import AddbenchError
-from addbench.registry import BASES, DISTILLERS, METRICS, RegistryError
+from addbench.registry import BASES, DISTILLERS, METRICS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train few-step diffusion distillers and score them under one protocol.")
@@ -26,26 +26,6 @@ prompts_app = typer.Typer(no_args_is_help=True, help="Build and inspect prompt s
 app.add_typer(prompts_app, name="prompts")
 env_app = typer.Typer(no_args_is_help=True, help="Separate environments addbench calls (VBench).")
 app.add_typer(env_app, name="env")
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-console = Console(soft_wrap=True, highlight=False)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()).strip()
-
-
-def guarded(fn):
-    """One red line and exit code 2 for user-facing errors (docs/errors.md)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (AddbenchError, RegistryError) as exc:
-            err.print(f"[red]error: {escape(_one_line(exc))}[/red]")
-            raise typer.Exit(2) from None
-    return wrapper
-
-
 INTERNAL_ERROR_EXIT = 1
 
 
@@ -59,10 +39,9 @@ def _internal_error(exc: BaseException) -> int:
 
 
 def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from addbench.bases.components import resolve_device
+
+    return str(resolve_device(device))
 
 
 def _is_main() -> bool:

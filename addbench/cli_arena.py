@@ -7,20 +7,17 @@ write preference JSONL for ``addbench elo``.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from addbench.cli_common import console, err, guarded
 from addbench.errors import AddbenchError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-console = Console(soft_wrap=True, highlight=False)
 
 
 class _ServeByDefault(TyperGroup):
@@ -35,18 +32,6 @@ class _ServeByDefault(TyperGroup):
 arena_app = typer.Typer(cls=_ServeByDefault, no_args_is_help=True,
                         help="Human preference arena (ADD's study): serve a study, export its votes, or judge the "
                              "same pairs by a preference score. `addbench arena RUN_DIR... --db F` = serve.")
-
-
-def guarded(fn):
-    """One red line ``error: ...`` and exit code 2 for user-facing errors (as addbench.cli.guarded)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except AddbenchError as exc:
-            err.print(f"[red]error: {escape(' '.join(str(exc).split()))}[/red]")
-            raise typer.Exit(2) from None
-    return wrapper
 
 
 def _allowed_hosts(host: str) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from addbench.cli_stats import guarded
+from addbench.cli_common import guarded
 from addbench.errors import AddbenchError
 
 

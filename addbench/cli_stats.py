@@ -2,33 +2,16 @@
 addbench.metrics.elo, addbench.metrics.winrate). ``register(app)`` adds them to the main app."""
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from addbench.cli_common import guarded
 from addbench.errors import AddbenchError
 
 FORMATS = ("md", "json")
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def guarded(fn):
-    """One red line ``error: ...`` and exit code 2 for user-facing errors (as addbench.cli.guarded)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except AddbenchError as exc:
-            err.print(f"[red]error: {escape(' '.join(str(exc).split()))}[/red]")
-            raise typer.Exit(2) from None
-    return wrapper
-
-
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise AddbenchError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
