@@ -21,6 +21,15 @@ def _load_disk_cache() -> dict:
         return {}
 
 
+def read_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read now (no cache): integrity checks use it as is, caches wrap it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file, cached (memory + ~/.cache/addbench) by (resolved path, size, mtime_ns)."""
     p = Path(path).resolve()
@@ -33,11 +42,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     if k in disk:
         _CACHE[key] = disk[k]
         return disk[k]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    _CACHE[key] = digest = h.hexdigest()
+    _CACHE[key] = digest = read_sha256(p)
     disk[k] = digest
     try:
         cf = _cache_file()

@@ -6,12 +6,12 @@ Hashes are cached per process by (path, size, mtime_ns), so a file is read once 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from addbench.bases.hashing import read_sha256
 from addbench.errors import AddbenchError
 
 VERIFY_MODES = ("auto", "size", "full")
@@ -30,11 +30,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     with _lock:
         if key in _cache:
             return _cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = read_sha256(path)
     with _lock:
         _cache[key] = digest
     return digest

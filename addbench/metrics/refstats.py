@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from addbench.bases.hashing import read_sha256 as _sha256_file
 from addbench.errors import AddbenchError
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,6 @@ def list_images(reference: str | os.PathLike | list) -> list[str]:
         return [str(f) for f in reference]
     folder = str(reference)
     return sorted({f for ext in EXTENSIONS for f in glob(os.path.join(folder, f"**/*.{ext}"), recursive=True)})
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cache_key(files: list[str], extractor_id: str, resize: str) -> tuple[str, dict]:

@@ -29,7 +29,6 @@ At the end :func:`export_student` writes the addbench checkpoint directory of DE
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from addbench.bases.hashing import read_sha256
 from addbench.errors import AddbenchError
 from addbench.train.parallel import DistContext, barrier
 
@@ -144,14 +144,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _state_files(state_dir: Path) -> list[str]:
     """The files of a state: its own, and those in its ``dcp/`` folder as ``dcp/<name>``."""
     from addbench.train.dcp_state import DIR
@@ -170,7 +162,7 @@ def write_manifest(state_dir: Path) -> None:
     for name in _state_files(state_dir):
         p = state_dir / name
         _fsync(p)
-        files[name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        files[name] = {"sha256": read_sha256(p), "bytes": p.stat().st_size}
     if (state_dir / "dcp").is_dir():
         _fsync_dir(state_dir / "dcp")
     (state_dir / MANIFEST).write_text(json.dumps({"format": fmt, "files": files}, indent=1))
@@ -221,7 +213,7 @@ def verify_state(state_dir: Path) -> str | None:
         if path.stat().st_size != size:
             return f"{name}: {path.stat().st_size} bytes, manifest says {size}"
     for name in sorted(sizes):
-        if _sha256(state_dir / name) != files[name].get("sha256"):
+        if read_sha256(state_dir / name) != files[name].get("sha256"):
             return f"{name}: sha256 mismatch"
     return None
 
