@@ -7,14 +7,11 @@ micro-batch's loss is scaled by ``1 / rounds`` before ``backward``; the randomne
 shared by the whole batch (``batch["random"]``, :mod:`addbench.rng`), so k micro-batches of m draw exactly what one
 batch of k·m draws, and the summed gradient equals the big batch's to float rounding
 (``tests/train/test_accumulate.py`` checks it for every distiller's turns). With FSDP2-sharded networks the loop
-refuses rounds for now (docs/batching.md); :func:`gradient_sync` is the no-sync switch it will use.
+refuses rounds for now (docs/batching.md).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
-from torch import nn
 
 from addbench.errors import AddbenchError
 from addbench.rng import BatchRandom
@@ -57,19 +54,6 @@ def micro_batches(batch: dict, rounds: int) -> list[dict]:
         part["micro"] = (j, rounds)
         out.append(part)
     return out
-
-
-@contextlib.contextmanager
-def gradient_sync(nets: list[nn.Module], sync: bool):
-    """FSDP2 modules reduce their gradients only when ``sync`` (the last micro-batch); other modules are untouched."""
-    sharded = [n for n in nets if hasattr(n, "set_requires_gradient_sync")]
-    for n in sharded:
-        n.set_requires_gradient_sync(sync)
-    try:
-        yield
-    finally:
-        for n in sharded:
-            n.set_requires_gradient_sync(True)
 
 
 def mean_logs(parts: list[dict]) -> dict:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from addbench.errors import AddbenchError
-from addbench.train.accumulate import accumulation_rounds, gradient_sync, mean_logs, micro_batches
+from addbench.train.accumulate import accumulation_rounds, mean_logs, micro_batches
 from addbench.train.callbacks import (CollapseDetector, JsonlLogger, NonFiniteDetector, ProgressBar, SampleGrid,
                                       TensorBoardLogger, TrainingInterrupted, TrainingStopped, WandbLogger)
 from addbench.train.checkpoint import EMA, clean_key, latest_state, model_state, restore, save_state, state_images
@@ -289,7 +289,7 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
     """Train until the budget is spent, then save the final state. SIGTERM / SIGINT stop it cleanly
     (:class:`StopOnSignal`): one line says what was kept and how to resume, and the process exits with 128 + the
     signal number (:class:`TrainingInterrupted`)."""
-    cfg, ctx, d, nets, opts = state.cfg, state.ctx, state.distiller, state.nets, state.opts
+    cfg, ctx, nets = state.cfg, state.ctx, state.nets
     cbs = default_callbacks(state, state.step) if callbacks is None else callbacks
     wants_grad = {name: [p.requires_grad for p in net.parameters()] for name, net in nets.items()}
 
@@ -330,6 +330,12 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
                             f"({', '.join(sharded)}) is not supported yet: FSDP2 drops the root module's gradients "
                             "between micro-batches after a turn that froze it; use micro_batch=0 with more processes, "
                             "or accumulate on one process")
+
+    def save() -> None:  # the state of this step (collective)
+        save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
+                   ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
+                   info={"fsdp2_sharded": sharded}, layout=str(cfg.get("state_layout", "files")))
+
     while state.images_seen < state.budget:
         logs: dict = {}  # floats or 0-dim tensors until the end of the step
         losses: list[tuple[str, torch.Tensor]] = []  # every turn call's loss, checked at the end of the step
@@ -342,10 +348,9 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
             for j, part in enumerate(parts):  # gradient accumulation: the rounds' gradients add up to the batch's
                 if graph_turns:
                     torch.compiler.cudagraph_mark_step_begin()
-                with gradient_sync([nets[n] for n in turn.networks], sync=j == len(parts) - 1):
-                    with autocast(cfg, ctx.device):
-                        part_loss, extra = d.loss(turn.name, part, state.step)
-                    (part_loss / len(parts)).backward()
+                with autocast(cfg, ctx.device):
+                    part_loss, extra = d.loss(turn.name, part, state.step)
+                (part_loss / len(parts)).backward()
                 loss = loss + part_loss.detach() / len(parts)
                 extras.append(extra)
             extra = mean_logs(extras)
@@ -379,18 +384,12 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
         for cb in cbs:
             cb.on_step(state, logs)
         if state.images_seen // every_ckpt != (state.images_seen - int(cfg["batch"])) // every_ckpt:
-            save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
-                       ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                       info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))},
-                       layout=str(cfg.get("state_layout", "files")))
+            save()
         if (agreed > 0) if agreed is not None else (stop.signum is not None):
             raise TrainingInterrupted(stop.signum or int(signal.SIGTERM))
     last = latest_state(state.run_dir)
     if last is None or int(last.name.split("_")[1]) != state.step:
-        save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
-                   ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                   info={"fsdp2_sharded": sorted(n for n in nets if is_sharded(nets[n]))},
-                   layout=str(cfg.get("state_layout", "files")))
+        save()
 
 
 def final_student(state: LoopState, base) -> nn.Module | None:
