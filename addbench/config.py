@@ -122,15 +122,12 @@ class EvalConfig:
 
     def run(self):
         """Generate, score and record (``addbench.eval.runner.evaluate``); returns its ``EvalResult``."""
+        from addbench.bases.components import resolve_device
         from addbench.eval.runner import evaluate
 
-        device = self.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return evaluate(self.model, self.suite, out_dir=self.out, device=device, batch_size=self.batch_size,
-                        sampler_overrides=dict(self.sampler_overrides), dtype=self.dtype, limit=self.limit,
+        return evaluate(self.model, self.suite, out_dir=self.out, device=str(resolve_device(self.device)),
+                        batch_size=self.batch_size, sampler_overrides=dict(self.sampler_overrides), dtype=self.dtype,
+                        limit=self.limit,
                         run_dir=self.run_dir, progress=self.progress, rescore=self.rescore,
                         metric_overrides=dict(self.metric_overrides), fast=self.fast, score_batch=self.score_batch,
                         overlap_scoring=self.overlap_scoring, metric_precision=self.metric_precision,

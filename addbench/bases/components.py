@@ -103,7 +103,8 @@ def load_component(path: Path, index: dict, name: str, required: bool = True, **
 
 
 def resolve_device(device) -> torch.device:
-    if device is None:
+    """``None`` or ``"auto"``: cuda when there is a GPU, else cpu; anything else as given."""
+    if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
 
