@@ -18,6 +18,8 @@ if "ADDBENCH_CACHE" not in os.environ:  # ours: removed when the session ends (e
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(Path(__file__).parent) not in sys.path:  # shared test helpers (tests/cli_errors.py) import from every folder
+    sys.path.insert(0, str(Path(__file__).parent))
 ONE_THREAD_DIRS = ("gmm", "train", "video")  # tiny networks: one intra-op thread is faster on a busy 2-core machine
 
 
@@ -49,3 +51,33 @@ def load_benchmark():
         return sys.modules[key]
 
     return load
+
+
+@pytest.fixture
+def headless_chromium():
+    """``headless_chromium(width, height)``: a Selenium driver of Debian's chromium (quit after the test). Fails,
+    never skips, when chromium or chromedriver is missing (.ci/run installs both)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def start(width: int = 1280, height: int = 900):
+        binary = shutil.which("chromium") or shutil.which("chromium-browser")
+        driver_path = shutil.which("chromedriver")
+        if not binary or not driver_path:
+            pytest.fail("this test needs headless Chromium and its driver: apt-get install -y "
+                        "--no-install-recommends chromium chromium-driver (as root; .ci/run does it)")
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = binary
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    f"--window-size={width},{height}", "--disable-extensions", "--no-first-run", "--hide-scrollbars"):
+            opts.add_argument(arg)
+        drivers.append(webdriver.Chrome(service=Service(driver_path), options=opts))
+        return drivers[-1]
+
+    yield start
+    for d in drivers:
+        d.quit()

@@ -6,7 +6,6 @@ without them. ``ARENA_SCREENSHOTS=1`` also writes docs/arena_vote.png and docs/a
 """
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -24,15 +23,6 @@ from addbench.arena.schedule import build_schedule
 TOKEN = "e2e-token-1234"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CONTROLS = 3
-
-
-def _chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.fail("tests/arena/test_browser.py needs headless Chromium and its driver: "
-                    "apt-get install -y --no-install-recommends chromium chromium-driver (as root; .ci/run does it)")
-    return browser, driver
 
 
 def _free_port() -> int:
@@ -74,19 +64,8 @@ class Server:
 
 
 @pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = _chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900",
-                "--disable-extensions", "--no-first-run", "--hide-scrollbars"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    yield driver
-    driver.quit()
+def browser(headless_chromium):
+    return headless_chromium(1100, 900)
 
 
 def test_a_rater_votes_in_chromium_across_a_server_kill(browser, tmp_path, new_run):

@@ -5,6 +5,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from addbench.cli import app
+from cli_errors import one_line_error as _err  # tests/cli_errors.py
 
 runner = CliRunner()
 
@@ -13,15 +14,6 @@ def _ok(args):
     r = runner.invoke(app, [str(a) for a in args])
     assert r.exit_code == 0, (r.output, r.exception)
     return r
-
-
-def _err(args):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
-    assert "Traceback" not in r.output
-    return lines[0]
 
 
 def test_ls_one_line_each():

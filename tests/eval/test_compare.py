@@ -10,6 +10,7 @@ from addbench.cli import app
 from addbench.errors import AddbenchError
 from addbench.eval.compare import NO_PAIRED_SET, compare_runs
 from addbench.metrics.intervals import paired_bootstrap
+from cli_errors import one_line_error as _err  # tests/cli_errors.py
 
 CLIP = "clip_score[ViT-B-32,x100]"
 FID = "fid[inception,clean]"
@@ -45,15 +46,6 @@ def scores():
     rng = np.random.default_rng(0)
     base = 30 + 3 * rng.standard_normal((PROMPTS, 1)) + rng.standard_normal((PROMPTS, len(SEEDS)))
     return base, base + SHIFT + 0.3 * rng.standard_normal((PROMPTS, len(SEEDS)))
-
-
-def _err(args):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
-    assert "Traceback" not in r.output
-    return lines[0]
 
 
 def test_a_known_shift_is_found(tmp_path, scores):

@@ -7,7 +7,6 @@ without them. ``REPORT_SCREENSHOT=1`` also writes docs/report_example.png.
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -140,46 +139,26 @@ def test_report_refuses_a_missing_path_in_one_line(tmp_path):
     assert r.exit_code == 2 and r.output.strip().startswith("error:") and "no such run dir" in r.output
 
 
-def _chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.fail("tests/report/test_report.py needs headless Chromium and its driver: "
-                    "apt-get install -y --no-install-recommends chromium chromium-driver (as root; .ci/run does it)")
-    return browser, driver
-
-
-def test_the_page_renders_offline_in_headless_chromium(report):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_the_page_renders_offline_in_headless_chromium(report, headless_chromium):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    binary, driver_path = _chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
-                "--disable-extensions", "--no-first-run", "--hide-scrollbars"):
-        opts.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver_path), options=opts)
-    try:
-        browser.get((report / "index.html").as_uri())
-        WebDriverWait(browser, 20).until(lambda d: d.execute_script(
-            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
-        rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-image tbody tr")
-        assert len(rows) == 3 and "toy@1step" in browser.find_element(By.ID, "leaderboard-image").text
-        widths = browser.execute_script("return Array.from(document.images).map(i => [i.getAttribute('src'), "
-                                        "i.naturalWidth])")
-        assert len(widths) == len(_srcs((report / "index.html").read_text()))
-        assert all(w > 0 for _, w in widths), [s for s, w in widths if not w]
-        details = browser.find_elements(By.CSS_SELECTOR, "details.provenance")
-        assert len(details) == 4 and not details[0].get_attribute("open")  # collapsed until clicked
-        if os.environ.get("REPORT_SCREENSHOT") == "1":
-            height = browser.execute_script("return document.body.scrollHeight")
-            browser.set_window_size(1280, min(int(height), 2600))
-            browser.save_screenshot(str(DOCS / "report_example.png"))
-    finally:
-        browser.quit()
+    browser = headless_chromium(1280, 900)
+    browser.get((report / "index.html").as_uri())
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-image tbody tr")
+    assert len(rows) == 3 and "toy@1step" in browser.find_element(By.ID, "leaderboard-image").text
+    widths = browser.execute_script("return Array.from(document.images).map(i => [i.getAttribute('src'), "
+                                    "i.naturalWidth])")
+    assert len(widths) == len(_srcs((report / "index.html").read_text()))
+    assert all(w > 0 for _, w in widths), [s for s, w in widths if not w]
+    details = browser.find_elements(By.CSS_SELECTOR, "details.provenance")
+    assert len(details) == 4 and not details[0].get_attribute("open")  # collapsed until clicked
+    if os.environ.get("REPORT_SCREENSHOT") == "1":
+        height = browser.execute_script("return document.body.scrollHeight")
+        browser.set_window_size(1280, min(int(height), 2600))
+        browser.save_screenshot(str(DOCS / "report_example.png"))
 
 
 # ---- addbench samples: the labelled grid and its generation -----------------------------------------------------
