@@ -277,6 +277,11 @@ def latency_cmd(
     inductor: Optional[List[str]] = typer.Option(None, "--inductor", help="torch._inductor.config KEY=VALUE for the "
                                                  "compiled variants, e.g. coordinate_descent_tuning=true (repeatable)"),
     profile: bool = typer.Option(False, "--profile", help="also record each part's kernels (torch.profiler)"),
+    compile_cache: Optional[str] = typer.Option(None, "--compile-cache", help="folder of torch.compile's on-disk "
+                                                "caches, reused by the next process (default $ADDBENCH_CACHE/compile; "
+                                                "'off': torch's own temp folder)"),
+    no_eager: bool = typer.Option(False, "--no-eager", help="time the fast variants only (no eager run, no check "
+                                  "of the fast outputs against eager)"),
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result here"),
@@ -293,6 +298,9 @@ def latency_cmd(
     V.dtype_name(dtype)
     if out_file is not None:
         V.writable_file(out_file, "--out")
+    cache = False if compile_cache == "off" else compile_cache
+    if cache:
+        V.writable_dir(Path(cache), "--compile-cache")
     if compile and fast:
         raise AddbenchError("--compile is short for --fast graph+compile; give one of them")
     from addbench.bases.fast import parse_inductor, parse_variant
@@ -316,7 +324,8 @@ def latency_cmd(
     result = measure_latency(model=model, base=base, random_weights=random_weights, res=res,
                              nfe=nfe_list, batch=batch, runs=runs, compile=compile,
                              device=_device(device), dtype=dtype, guidance=guidance, fast_options=variants,
-                             profile=profile, on_record=save)
+                             profile=profile, on_record=save, compile_cache=cache,
+                             modes=("fast",) if no_eager else ("eager", "fast"))
     if save:
         save(result)
     print(json.dumps(result, indent=2, default=str))

@@ -187,15 +187,19 @@ def plugin_class(name: str):
         return sub, src
 
 
-def method_overrides(cls, world: World, micro_batch: int, iters: int, cuda: bool, extra: list[tuple[bool, str]]) -> list[str]:
-    """Benchmark overrides for one method: only keys its resolved config has (plus the user's ``--set``)."""
+def method_overrides(cls, world: World, micro_batch: int, iters: int, cuda: bool, extra: list[tuple[bool, str]],
+                     batch: int = 0) -> list[str]:
+    """Benchmark overrides for one method: only keys its resolved config has (plus the user's ``--set``).
+    ``batch`` > ``micro_batch``: the step's batch, reached by gradient accumulation over micro-batches."""
     from addbench.train.entry import resolve_config
 
     plain = set(resolve_config(cls, "sdxl"))
     extra = [v for scoped, v in extra if scoped or v.lstrip("+").split("=")[0].split(".")[0] in plain]
     cfg0 = resolve_config(cls, "sdxl", extra)
     keys, needs = set(cfg0), set(cls(cfg0).data_needs)  # DMD's data needs depend on its config
-    want = {"batch": micro_batch, "budget_images": iters * micro_batch, "resolution": world.res,
+    batch = batch or micro_batch
+    want = {"batch": batch, "micro_batch": micro_batch if batch != micro_batch else 0,
+            "budget_images": iters * batch, "resolution": world.res,
             "grad_checkpointing": "true", "precision": "bf16" if cuda else "fp32", "ema": 0.0,
             "sample_every_images": 0, "tensorboard": "false", "wandb": "false", "progress": "false",
             "prompts": world.get("prompts")}
@@ -420,7 +424,7 @@ def remove_taps(obj) -> None:
 
 # ---- one method ---------------------------------------------------------------------------------------
 def run_method(name: str, base, world: World, micro_batch: int, iters: int, warmup: int, extra: list[tuple[bool, str]],
-               count_flops: bool, record: dict, profile: bool = False, progress=None) -> None:
+               count_flops: bool, record: dict, profile: bool = False, progress=None, batch: int = 0) -> None:
     """Train ``iters`` steps of ``name`` through the engine (one more, profiled, with ``profile``); fills
     ``record`` as it goes and calls ``progress()`` after every step (so a failure or a kill keeps what was
     measured)."""
@@ -431,7 +435,8 @@ def run_method(name: str, base, world: World, micro_batch: int, iters: int, warm
 
     cuda = base.device.type == "cuda"
     cls, preset_from = plugin_class(name)
-    overrides = method_overrides(cls, world, micro_batch, iters + int(profile), cuda, extra)
+    overrides = method_overrides(cls, world, micro_batch, iters + int(profile), cuda, extra, batch)
+    batch = batch or micro_batch  # images per step (the engine's accounting): what images/s divides
     cfg = resolve_config(cls, base, overrides)
     record.update(preset_from=preset_from, overrides=[o for o in overrides if not o.startswith(("prompts=", "real_images=",
                                                                                                   "ode_pairs="))],
@@ -452,13 +457,13 @@ def run_method(name: str, base, world: World, micro_batch: int, iters: int, warm
             record["param_dtype"] = str(next(state.nets[plugin.student_network].parameters()).dtype).replace("torch.", "")
             data = TrainData(cfg, plugin.data_needs, ctx.rank, ctx.world_size, ctx.device)
             timer = TurnTimer(data, cuda, count_flops, warmup, profile_step=iters if profile else None,
-                              after_step=step_writer(record, micro_batch, warmup, progress))
+                              after_step=step_writer(record, batch, warmup, progress))
             with no_state_saving():
                 loop.run(state, timer, callbacks=[timer])
     finally:
         if timer is not None:
             timer._stop_flops()
-            summarize(record, timer, micro_batch, warmup)
+            summarize(record, timer, batch, warmup)
         remove_taps(plugin)
 
 
@@ -470,6 +475,7 @@ def step_writer(record: dict, micro_batch: int, warmup: int, progress):
 
 
 def summarize(record: dict, timer: TurnTimer, micro_batch: int, warmup: int) -> None:
+    """``micro_batch``: the images one step trains on (the whole batch when it accumulates)."""
     record["steps_run"] = len(timer.steps)
     record["steps"] = [{"step": s["step"], "step_ms": round(s["step_ms"], 2), "wall_ms": round(s["wall_ms"], 2),
                         "flop_counted": s["flop_counted"], "calls": [[t, round(ms, 2)] for t, ms in s["calls"]],
@@ -587,7 +593,9 @@ def md_row(r: dict) -> str:
     turns = ", ".join(f"{t} {v['mean_ms']:.0f}×{v['calls_per_step']:g}" for t, v in (r.get("turn_ms") or {}).items())
     f = lambda k, fmt: (fmt.format(r[k]) if r.get(k) is not None else "-")  # noqa: E731
     status = r["status"] if r["status"] == "ok" else r["status"] + (f" ({r['error_short']})" if r.get("error_short") else "")
-    return (f"| {r['method']} | {r['micro_batch']} | {r['res']} | {status} | {f('step_ms', '{:.0f}')} | {turns or '-'} | "
+    mb = r["micro_batch"] if r.get("batch", r["micro_batch"]) == r["micro_batch"] else \
+        f"{r['micro_batch']} x {r['batch'] // r['micro_batch']} = {r['batch']}"  # accumulation rounds
+    return (f"| {r['method']} | {mb} | {r['res']} | {status} | {f('step_ms', '{:.0f}')} | {turns or '-'} | "
             f"{f('images_per_s', '{:.2f}')} | {f('peak_gib', '{:.1f}')} | {f('model_tflop_per_step', '{:.3g}')} | "
             f"{f('mfu', '{:.1%}')} |")
 
@@ -604,6 +612,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--res", type=int, default=None, help="pixels (default 1024; --tiny: 64)")
     ap.add_argument("--micro-batch", default="1", help="micro-batch per step; a comma list runs each")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="images per step through gradient accumulation over --micro-batch (default: the micro-batch)")
     ap.add_argument("--iters", type=int, default=2, help="steps per method, warm-up included")
     ap.add_argument("--warmup", type=int, default=1, help="first steps excluded from the timing (FLOPs counted on step 0)")
     ap.add_argument("--methods", default=",".join(METHODS),
@@ -651,11 +661,12 @@ def main(argv=None) -> int:
         result["base_resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 2)
     print(f"{result['device']} | torch {torch.__version__} | {result['base']} {result['base_dtype']} | {res}px | "
           f"{a.iters} steps ({a.warmup} warm-up) | base built in {result['base_build_s']}s", flush=True)
-    world = World(root, res, base.latent_shape(res, res), a.tiny, n=max(8, max(mbs)))
+    world = World(root, res, base.latent_shape(res, res), a.tiny, n=max(8, max(mbs), a.batch))
     rc = 0
     for mb in mbs:
         for name in methods:
-            rec = {"method": name, "micro_batch": mb, "res": res, "status": "running"}  # "ok" once it finishes
+            rec = {"method": name, "micro_batch": mb, "batch": a.batch or mb, "res": res,
+                   "status": "running"}  # "ok" once it finishes
             result["records"].append(rec)
             if a.time_limit and time.perf_counter() - t_start > a.time_limit:
                 rec["status"] = "skipped"
@@ -676,7 +687,7 @@ def main(argv=None) -> int:
                                     channels_last=anchor_channels_last(sets[name]), progress=progress)
                 else:
                     run_method(name, base, world, mb, a.iters, a.warmup, sets[name], not a.no_flops, rec, a.profile,
-                               progress=progress)
+                               progress=progress, batch=a.batch)
                 rec["status"] = "ok"
             except torch.OutOfMemoryError as e:
                 rec["status"] = "oom"

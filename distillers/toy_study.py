@@ -23,7 +23,14 @@ import sys
 from pathlib import Path
 
 # name -> (distiller, overrides). The first trial of each method is its preset; DMDX's ADM trials start from
-# the ADP preset's checkpoint of the same phase ("@adp"). Four trials per method.
+# the ADP preset's checkpoint of the same phase ("@adp"). Four trials per method, and a second round of four for
+# DMD2 (TUNING.md says why and what it costs the comparison). Two pseudo-overrides are the study's own, not the
+# trainer's: "@NAME" stands for the checkpoint of the job NAME of the same phase (which then runs first), and
+# "frac=F" trains F x the job's budget (a stage of a two-stage recipe: the stages add up to the shared budget).
+# DMD2's SDXL 1-step recipe starts from an ODE-pair regressed generator (the "reg" stage: DMD's trainer with the
+# DM term off, the same readout and conditioning timestep 399); here that stage takes 0.25 of the budget.
+REG = ("reg", "dmd", ["lambda_dm=0", "lambda_reg=1", "frac=0.25"])
+STAGES = {"reg": REG}
 TRIALS: dict[str, list[tuple[str, str, list[str]]]] = {
     "add": [
         ("add", "add", []),
@@ -42,6 +49,13 @@ TRIALS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("dmd2-t999", "dmd2", ["gen_t=999"]),
         ("dmd2-cfg3", "dmd2", ["real_guidance=3.0"]),
         ("dmd2-cfg1.5", "dmd2", ["real_guidance=1.5"]),
+        # round 2 (after the 1x run showed the GAN term leading the update: generator grad norm 7.1 vs DMD's 1.6):
+        # the regressed init of DMD2's SDXL 1-step recipe, and the GAN weight (0.107 = SDXL's 5e-3 rescaled by the
+        # dimension ratio; 5e-3 = SDXL's unscaled; 0.02 between)
+        ("dmd2-reg", "dmd2", ["real_guidance=3.0", "init=@reg", "frac=0.75"]),
+        ("dmd2-reg-g5e-3", "dmd2", ["real_guidance=3.0", "init=@reg", "frac=0.75", "lambda_gan_g=5e-3"]),
+        ("dmd2-reg-g0.02", "dmd2", ["real_guidance=3.0", "init=@reg", "frac=0.75", "lambda_gan_g=0.02"]),
+        ("dmd2-g5e-3", "dmd2", ["real_guidance=3.0", "lambda_gan_g=5e-3"]),
     ],
     "dmdx.adp": [
         ("adp", "dmdx.adp", []),
@@ -62,7 +76,8 @@ FINAL: list[tuple[str, str, list[str], list[int]]] = [  # name, distiller, overr
     ("add", "add", [], [1, 4]),  # one ADD student serves 1-4 steps (Sec. 3.1: τ ∈ {τ1..τ4})
     ("dmd", "dmd", [], [1]),
     ("dmd2", "dmd2", [], [1]),
-    ("dmd2-4step", "dmd2", ["gen_steps=4"], [0]),  # 0 = the checkpoint's own sampler
+    ("dmd2-4step", "dmd2", ["gen_steps=4", "init=teacher", "frac=1"], [0]),  # 0 = the checkpoint's own sampler;
+    # DMD2's 4-step SDXL recipe trains from the teacher (backward simulation), with no regression stage
     ("adp", "dmdx.adp", [], [1, 4]),
     ("adm", "dmdx.adm", ["init=@adp"], [1]),
     ("adm-4step", "dmdx.adm", ["init=@adp", "gen_steps=4"], [0]),
@@ -72,6 +87,23 @@ FINAL: list[tuple[str, str, list[str], list[int]]] = [  # name, distiller, overr
 ]
 TEACHER_STEPS = [1, 2, 4, 8, 25]
 ADDBENCH = [sys.executable, "-m", "addbench.cli"]  # the CLI of this interpreter (works without an installed script)
+
+
+def merge(overrides: list[str], own: list[str]) -> list[str]:
+    """``overrides`` then ``own``, where a key in ``own`` replaces the same key in ``overrides``."""
+    keys = {o.split("=")[0] for o in own}
+    return [o for o in overrides if o.split("=")[0] not in keys] + list(own)
+
+
+def split_frac(overrides: list[str]) -> tuple[list[str], float]:
+    """(the trainer's overrides, the budget fraction of the study's ``frac=F``; 1 without one)."""
+    fracs = [float(o.split("=", 1)[1]) for o in overrides if o.startswith("frac=")]
+    return [o for o in overrides if not o.startswith("frac=")], (fracs[-1] if fracs else 1.0)
+
+
+def deps(overrides: list[str]) -> set[str]:
+    """The jobs of the same phase whose checkpoints ``overrides`` name (``init=@adp`` -> {"adp"})."""
+    return {o.split("@", 1)[1].split("/")[0] for o in overrides if "=@" in o}
 
 
 def budget(distiller: str, scale: float) -> list[str]:
@@ -99,7 +131,10 @@ class Study:
     def train(self, name: str, distiller: str, overrides: list[str], scale: float) -> Path | None:
         run = self.out / "train" / name
         ckpt = run / "checkpoint"
-        args = [o.replace("@adp", str(self.out / "train" / "adp" / "checkpoint")) for o in overrides]
+        overrides, frac = split_frac(overrides)
+        scale *= frac
+        args = [o.split("=@")[0] + "=" + str(self.out / "train" / o.split("=@")[1] / "checkpoint") if "=@" in o else o
+                for o in overrides]
         cmd = [*ADDBENCH, "train", distiller, "--base", "toy", "--out", str(run), "--device", self.device,
                "--set", "progress=false", "--set", "tensorboard=false"]
         for o in args + budget(distiller, scale) + self.pairs(distiller):
@@ -115,8 +150,11 @@ class Study:
                "--out", str(self.out / "eval"), "--no-progress"] + (["--steps", str(steps)] if steps else [])
         return sh(cmd, self.out / f"log_{name}.txt")
 
-    def job(self, name, distiller, overrides, scale, steps=(1,)):
-        """Train, then score the checkpoint: step count 0 or 1 = its own sampler, n > 1 = ``--steps n``."""
+    def job(self, name, distiller, overrides, scale, steps=(1,), after=()):
+        """Wait for the jobs ``after`` (futures), train, then score the checkpoint: step count 0 or 1 = its own
+        sampler, n > 1 = ``--steps n``."""
+        if any(not f.result().startswith("done") for f in after):
+            return f"SKIPPED {name}: a stage it starts from failed"
         if distiller == "teacher":
             return f"{'done' if self.eval('toy', name, steps[0]) else 'FAILED eval'} {name}"
         ckpt = self.train(name, distiller, overrides, scale)
@@ -126,18 +164,31 @@ class Study:
         return f"{'FAILED eval' if bad else 'done'} {name}"
 
     def run(self, jobs: list[tuple]) -> list[str]:
-        """Jobs in parallel; a job whose overrides name ``@adp`` (ADM from the ADP checkpoint ``adp`` of this
-        phase) starts once ADP is done."""
-        adp = [j for j in jobs if j[0] == "adp"]
-        later = [j for j in jobs if any("@adp" in o for o in j[2])]
-        first = [j for j in jobs if j not in later and j not in adp]
+        """Jobs in parallel; a job whose overrides name ``@NAME`` (ADM from the ADP checkpoint ``adp``, DMD2 from
+        the regression stage ``reg``) starts once job NAME of this phase is done; stages a job needs and that
+        ``jobs`` lacks (``STAGES``) are added. Jobs are queued dependencies first, so a waiting job never holds
+        a worker its dependency needs."""
+        jobs = list(jobs)
+        names = {j[0] for j in jobs}
+        for j in list(jobs):
+            for d in deps(j[2]) - names:
+                if d not in STAGES:
+                    raise SystemExit(f"job {j[0]} starts from @{d}, which is neither a job here nor a stage")
+                n, dist, o = STAGES[d]
+                jobs.insert(0, (n, dist, o, j[3], (1,)))
+                names.add(d)
+        order, placed = [], set()
+        while len(order) < len(jobs):
+            ready = [j for j in jobs if j[0] not in placed and deps(j[2]) <= placed]
+            if not ready:
+                raise SystemExit("the jobs' @ dependencies form a cycle")
+            order += ready
+            placed |= {j[0] for j in ready}
+        futures: dict = {}
         with cf.ThreadPoolExecutor(self.jobs) as pool:
-            adp_done = [pool.submit(self.job, *j) for j in adp]
-            futures = [pool.submit(self.job, *j) for j in first]
-            results = [f.result() for f in adp_done]
-            futures += [pool.submit(self.job, *j) for j in later]
-            results += [f.result() for f in futures]
-        return results
+            for j in order:
+                futures[j[0]] = pool.submit(self.job, *j, after=[futures[d] for d in deps(j[2])])
+            return [f.result() for f in futures.values()]
 
 
 def fid_of(record: dict) -> float:
@@ -225,7 +276,7 @@ def main(argv=None) -> int:
         best = winners(root / "tune")
         for method, (n, o, _) in best.items():
             print(f"toy-val winner {method}: {n} {' '.join(o)}", flush=True)
-        jobs = [(n, d, best.get(d, ("", [], None))[1] + o, scale, tuple(st)) for n, d, o, st in FINAL
+        jobs = [(n, d, merge(best.get(d, ("", [], None))[1], o), scale, tuple(st)) for n, d, o, st in FINAL
                 if not only or n in only]
         if args.scaling:  # the tune phase's winners (0.25x budget) scored on toy-2k too: the budget-scaling table
             low = Study(root / "final-x0.25", args.device, "toy-2k", args.jobs)

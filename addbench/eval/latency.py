@@ -105,11 +105,17 @@ def eager_parts(base, sampler: Sampler, prompts, seeds, runs: int, warmup: int) 
 
 
 def fast_parts(gen, sampler: Sampler, prompts, seeds, runs: int, warmup: int) -> tuple[dict, dict]:
+    """Build the fast loop (compile + warm-up + graph capture: ``build_s``, with the compile caches' hits and
+    misses during it), then time its parts."""
+    from addbench.bases.compile_cache import cache_counters, counters_since
+
     cuda = gen.base.device.type == "cuda"
+    before = cache_counters()
     t0 = time.perf_counter()
     loop = gen.loop(sampler)
     build = {"build_s": time.perf_counter() - t0, "warmup_s": loop.warmup_s, "capture_s": loop.capture_s,
-             "cuda_graph": loop.graph is not None, "graph_scope": loop.graph_scope, "graph_error": loop.graph_error}
+             "cuda_graph": loop.graph is not None, "graph_scope": loop.graph_scope, "graph_error": loop.graph_error,
+             "compile_cache_events": counters_since(before)}
     loop.load(prompts, seeds)
     parts = {k: time_ms(fn, runs, warmup, cuda) for k, fn in loop.part_runners().items()}
     parts["end_to_end"] = time_ms(lambda: gen.generate(prompts, seeds, sampler), runs, warmup, cuda)
@@ -162,13 +168,16 @@ def eager_reference(base, sampler: Sampler, prompts, seeds) -> tuple[torch.Tenso
 def measure_latency(model=None, base=None, random_weights: bool = False, res: int = 512, nfe=(1,), batch: int = 1,
                     runs: int = 20, compile=False, device=None, dtype=None, modes=("eager", "fast"),
                     guidance: float = 1.0, warmup: int = 3, fast_options=None, profile: bool = False,
-                    on_record=None) -> dict:
+                    on_record=None, compile_cache=None) -> dict:
     """Latency records, one per (mode, variant, NFE); see the module docstring. ``compile``: False, True
     (= "default") or a torch.compile mode, for the fast mode; ``fast_options``: a ``FastOptions`` or a list of
     them (variants timed in order on the same modules); ``profile``: each fast record of the smallest NFE also
     gets ``profile`` (:func:`profile_parts`); ``on_record(result)`` is called after each record is added (write
-    it out: a run killed in a later variant's compile keeps what it measured). Returns a JSON-able dict with the
-    environment; ``complete`` is False until every record is in."""
+    it out: a run killed in a later variant's compile keeps what it measured); ``compile_cache``: the folder of
+    torch.compile's on-disk caches for compiled variants (None: ``$ADDBENCH_CACHE/compile``; False: torch's own
+    default, a per-user temp folder), so a second process reuses the first one's compile
+    (:mod:`addbench.bases.compile_cache`). Returns a JSON-able dict with the environment; ``complete`` is False
+    until every record is in."""
     from addbench.bases.fast import FastGenerator, FastOptions
     from addbench.bases.loading import load_base, load_generator
     from addbench.bases.sampling import timesteps_for
@@ -181,6 +190,11 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
     variants = fast_options if isinstance(fast_options, (list, tuple)) else [fast_options or FastOptions(compile=mode_c)]
     if any(a.compile and not b.compile for a, b in zip(variants, variants[1:])):
         raise AddbenchError("fast variants share the modules and compile cannot be undone: list compiled ones last")
+    cache_dir = None
+    if compile_cache is not False and any(v.compile for v in variants) and "fast" in modes:
+        from addbench.bases.compile_cache import use_compile_cache
+
+        cache_dir = str(use_compile_cache(compile_cache))
     if random_weights:
         b = random_weight_base(base or model, device=device, dtype=dtype)
     else:
@@ -188,7 +202,8 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
     prompts, seeds = [PROMPT] * batch, list(range(batch))
     samplers = {n: _sampler(b, n, res, guidance) for n in nfe}
     result = {"format": LATENCY_FORMAT, **environment(b), "model": str(model or base), "random_weights": random_weights, "res": res,
-              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "records": [], "complete": False}
+              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "compile_cache": cache_dir,
+              "records": [], "complete": False}
 
     def add(rec: dict) -> None:
         result["records"].append(rec)

@@ -161,3 +161,12 @@ def test_latency_results_are_leaderboard_rows(tiny_dir, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(AddbenchError, match="neither a run record nor a latency result"):
         measured_rows(find_records([str(tmp_path / "other.json")]))
+
+
+def test_fast_only_and_cache_folder_only_for_compiled_variants(tiny_dir, tmp_path):
+    """--no-eager times the fast variants alone; the compile-cache folder is set only when a variant compiles."""
+    r = measure_latency(model=str(tiny_dir("sdxl")), res=32, nfe=[1], batch=1, runs=1, warmup=0, device="cpu",
+                        modes=("fast",), compile_cache=str(tmp_path / "cc"))
+    assert [x["mode"] for x in r["records"]] == ["fast"] and "vs_eager" not in r["records"][0]
+    assert r["compile_cache"] is None and not (tmp_path / "cc").exists()  # nothing compiled: torch's caches untouched
+    assert set(r["records"][0]["compile_cache_events"]) >= {"fx_graph_hits", "fx_graph_misses"}
