@@ -11,6 +11,10 @@ Default folder: ``$ADDBENCH_CACHE/compile`` (``~/.cache/addbench/compile``). Set
 the environment variables are read when inductor first needs them.
 
 ``cache_counters()`` reads torch's hit / miss counters, so a caller can say whether a build hit the cache.
+
+Measured (benchmarks/RESULTS.md, "A compile you pay once"): the tiny SDXL fast path's second build took 26 s
+against 222 s for the first, every graph a hit; with inductor ``freezing`` torch bypasses its AOTAutograd cache
+(and on the CPU its FX-graph cache too), so :func:`freezing_note` says so in the latency record.
 """
 from __future__ import annotations
 
@@ -54,3 +58,11 @@ def cache_counters() -> dict[str, int]:
 def counters_since(before: dict[str, int]) -> dict[str, int]:
     now = cache_counters()
     return {k: now[k] - before.get(k, 0) for k in now}
+
+
+def freezing_note(inductor: tuple) -> str | None:
+    """Why a second process will not reuse all of the first one's compile, when inductor settings say so."""
+    if any(k == "freezing" and v for k, v in inductor):
+        return ("inductor freezing=true: torch does not cache frozen graphs in its AOTAutograd cache (nor, on the "
+                "CPU, in its FX-graph cache), so a second process traces and partly recompiles them")
+    return None

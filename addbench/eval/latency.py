@@ -190,11 +190,14 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
     variants = fast_options if isinstance(fast_options, (list, tuple)) else [fast_options or FastOptions(compile=mode_c)]
     if any(a.compile and not b.compile for a, b in zip(variants, variants[1:])):
         raise AddbenchError("fast variants share the modules and compile cannot be undone: list compiled ones last")
-    cache_dir = None
+    cache_dir, notes = None, []
     if compile_cache is not False and any(v.compile for v in variants) and "fast" in modes:
         from addbench.bases.compile_cache import use_compile_cache
 
         cache_dir = str(use_compile_cache(compile_cache))
+        from addbench.bases.compile_cache import freezing_note
+
+        notes = [n for n in (freezing_note(v.inductor) for v in variants) if n]
     if random_weights:
         b = random_weight_base(base or model, device=device, dtype=dtype)
     else:
@@ -202,7 +205,7 @@ def measure_latency(model=None, base=None, random_weights: bool = False, res: in
     prompts, seeds = [PROMPT] * batch, list(range(batch))
     samplers = {n: _sampler(b, n, res, guidance) for n in nfe}
     result = {"format": LATENCY_FORMAT, **environment(b), "model": str(model or base), "random_weights": random_weights, "res": res,
-              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "compile_cache": cache_dir,
+              "batch": batch, "runs": runs, "warmup": warmup, "prompt": PROMPT, "compile_cache": cache_dir, "compile_cache_notes": notes[:1],
               "records": [], "complete": False}
 
     def add(rec: dict) -> None:

@@ -43,3 +43,10 @@ def test_second_process_hits_the_cache(tmp_path):
 def test_default_folder_follows_addbench_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("ADDBENCH_CACHE", str(tmp_path))
     assert default_compile_cache() == tmp_path / "compile"
+
+
+def test_freezing_note():
+    from addbench.bases.compile_cache import freezing_note
+
+    assert "AOTAutograd" in freezing_note((("coordinate_descent_tuning", True), ("freezing", True)))
+    assert freezing_note((("freezing", False),)) is None and freezing_note(()) is None
