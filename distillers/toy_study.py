@@ -172,14 +172,16 @@ class Study:
         names = {j[0] for j in jobs}
         for j in list(jobs):
             for d in deps(j[2]) - names:
+                if (self.out / "train" / d / "checkpoint").is_dir() and d not in STAGES:
+                    continue  # trained by an earlier run of this phase: start from it
                 if d not in STAGES:
-                    raise SystemExit(f"job {j[0]} starts from @{d}, which is neither a job here nor a stage")
+                    raise SystemExit(f"job {j[0]} starts from @{d}: run {d} in this phase first (add it to --only)")
                 n, dist, o = STAGES[d]
                 jobs.insert(0, (n, dist, o, j[3], (1,)))
                 names.add(d)
         order, placed = [], set()
         while len(order) < len(jobs):
-            ready = [j for j in jobs if j[0] not in placed and deps(j[2]) <= placed]
+            ready = [j for j in jobs if j[0] not in placed and deps(j[2]) & names <= placed]
             if not ready:
                 raise SystemExit("the jobs' @ dependencies form a cycle")
             order += ready
@@ -187,7 +189,7 @@ class Study:
         futures: dict = {}
         with cf.ThreadPoolExecutor(self.jobs) as pool:
             for j in order:
-                futures[j[0]] = pool.submit(self.job, *j, after=[futures[d] for d in deps(j[2])])
+                futures[j[0]] = pool.submit(self.job, *j, after=[futures[d] for d in deps(j[2]) & names])
             return [f.result() for f in futures.values()]
 
 

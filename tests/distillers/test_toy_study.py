@@ -60,3 +60,14 @@ def test_every_dmd2_trial_that_starts_from_a_stage_names_a_known_one():
     for trials in ts.TRIALS.values():
         for name, _, overrides in trials:
             assert ts.deps(overrides) <= set(ts.STAGES) | {"adp"}, name
+
+
+def test_a_dependency_trained_earlier_is_used_and_a_missing_one_is_an_error(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setattr(ts.Study, "job", lambda self, name, *a, after=(): f"done {name} after {len(after)}")
+    study = ts.Study(tmp_path, "cpu", "toy-2k", jobs=1)
+    with pytest.raises(SystemExit, match="run adp in this phase first"):
+        study.run([("adm", "dmdx.adm", ["init=@adp"], 1.0, (1,))])
+    (tmp_path / "train" / "adp" / "checkpoint").mkdir(parents=True)
+    assert study.run([("adm", "dmdx.adm", ["init=@adp"], 1.0, (1,))]) == ["done adm after 0"]
