@@ -15,56 +15,12 @@ from typing import Any
 
 from addbench import validate as V
 from addbench.errors import AddbenchError
+from addbench.train.engine_config import EngineConfig
+from addbench.train.schema import defaults_of, describe, parse_as, type_name, where
 
-# Keys the engine reads (a plug-in preset may override any of them; plug-ins add their own keys).
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "batch": 4,                 # images per step, all ranks together (global batch)
-    "budget_images": 1000,      # stop once this many images were seen (steps x batch)
-    "micro_batch": 0,           # images per process per forward/backward; batch / processes / micro_batch rounds of
-                                # gradient accumulation (0 = no accumulation). Same updates to float rounding
-    "precision": "auto",        # "auto" (bf16 autocast on GPU, fp32 on CPU) | "bf16" | "fp32" | "bf16-pure" (bf16
-                                # autocast, but the base's bf16 networks run without it: norms in bf16, no casts)
-    "base_dtype": "fp32",       # dtype the base (teacher + the copies made from it) loads in; autocast does bf16
-    "grad_checkpointing": False,  # activation checkpointing of every network (teacher and VAE included) ...
-    "checkpoint_skip": [],      # ... except these (plug-in network names, "teacher", "vae"): memory traded for speed
-    "compile": "none",          # torch.compile: none (= false) | blocks (= true; outermost repeated blocks) | layers
-                                # (innermost, e.g. every ResnetBlock2D) | layers:<Class>,... (only those classes)
-    "compile_mode": "default",  # torch.compile mode of those units: default | reduce-overhead (CUDA graphs; 45 s
-                                # ADM steps at SDXL scale, benchmarks/RESULTS.md) | max-autotune | max-autotune-no-cudagraphs
-    "channels_last": False,     # NHWC memory format for the 4D weights of every network, the teacher and the VAE
-    "master_weights": "on",     # bf16/fp16 trained weights: on = fp32 master copies and fp32 AdamW moments beside
-                                # them | cpu = the same in host memory, stepped there | off = AdamW on the bf16
-                                # weights in place (half the optimizer memory, but lr <= 1e-5 steps round away);
-                                # per network: +master_weights_<name>=cpu (e.g. the fake score's on the host only)
-    "grad_clip": 10.0,          # max grad norm per network; 0 = off
-    "lr": 1e-5,                 # AdamW defaults; per network: lr_<name>, betas_<name>, weight_decay_<name>
-    "betas": [0.0, 0.99],
-    "weight_decay": 0.0,
-    "eps": 1e-8,
-    "warmup_images": 0,         # linear learning-rate warm-up over this many images (every network); 0 = off
-    "ema": 0.0,                 # EMA decay of the student per step; 0 = off
-    "export_ema": True,         # export the EMA weights (when ema > 0)
-    "freeze_others": True,      # a turn's loss gets no parameter grads for networks it does not update
-    "log_every_images": 0,      # 0 = every step
-    "ckpt_every_images": 0,     # 0 = budget / 10
-    "keep_ckpts": 2,
-    "state_layout": "files",    # training states: files (gathered to rank 0; resume at the same world size) | dcp
-                                # (torch.distributed.checkpoint shards, safetensors only; resume at any world size)
-    "sample_every_images": 0,   # sample grid of the student; 0 = off
-    "sample_prompts": 8,
-    "val_every_images": 0,      # score the current student with the harness every this many images; 0 = off
-    "val_suite": "toy-val",     # ... on this suite (a validation split: never the one you report) ...
-    "val_limit": 0,             # ... its first this many prompts (0 = all); values logged as val/<metric>
-    "collapse_std": 1e-4,       # stop when a logged "*image_std" drops below this
-    "progress": True,           # rich progress bar with ETA (rank 0)
-    "tensorboard": True,
-    "wandb": False,
-    "prompts": "",              # .txt (one per line) | .jsonl ({"prompt"|"caption"|"text"}) | "toy" | "toy:N"
-    "real_images": "",          # folder of *.png|jpg + .txt captions | .jsonl manifest | "toy" | "toy:N"
-    "ode_pairs": "",            # directory written by addbench.train.odepairs
-    "resolution": 32,
-}
+# Keys the engine reads, with their defaults: the fields of EngineConfig (engine_config.py, with what each means).
+# A plug-in preset may override any of them; plug-ins declare their own keys in a subclass (``config_class``).
+ENGINE_DEFAULTS: dict[str, Any] = defaults_of(EngineConfig)
 
 # Keys that may change between the first run and a resume (everything else must match).
 RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_images", "keep_ckpts",
@@ -87,6 +43,15 @@ class FrozenConfig(dict):
 
     def __deepcopy__(self, memo):
         return thaw(self)
+
+    @property
+    def typed(self):
+        """The run's typed config (the distiller's ``config_class`` instance, engine keys included), attached by
+        ``entry.resolve_config``; ``schema.typed(cfg, cls)`` builds one for any dict."""
+        cached = getattr(self, "_typed", None)
+        if cached is None:
+            raise AttributeError("this config was not made by resolve_config; use schema.typed(cfg, ConfigClass)")
+        return cached
 
 
 def freeze(d: dict) -> FrozenConfig:
@@ -153,8 +118,11 @@ def _all_keys(d: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
-    """A copy of ``cfg`` with each ``key=value`` (or ``+key=value`` for a new key) applied in order."""
+def apply_overrides(cfg: dict, overrides: list[str], types: dict[str, Any] | None = None) -> dict:
+    """A copy of ``cfg`` with each ``key=value`` (or ``+key=value`` for a new key) applied in order. ``types``: the
+    declared type of each top-level key (``schema.field_types``): such a key is read as its type, and may be set
+    without ``+`` when ``cfg`` lacks it; other keys are read as the type of the value they replace."""
+    types = types or {}
     out = thaw(cfg)
     for item in overrides:
         if "=" not in item:
@@ -171,10 +139,18 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
                     raise AddbenchError(f"unknown config key {key!r}; use +{key}=... to add it")
                 node[p] = {}
             node = node[p]
-        if leaf not in node and not add:
-            close = difflib.get_close_matches(key, _all_keys(out), n=3)
+        declared = types.get(key) if not parents else None
+        if leaf not in node and not add and declared is None:
+            close = difflib.get_close_matches(key, sorted(set(_all_keys(out)) | set(types)), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; use +key=value to add a new key"
             raise AddbenchError(f"unknown config key {key!r}{hint} (see --dry-run for all keys)")
+        if declared is not None:
+            try:
+                node[leaf] = parse_as(raw, declared)
+            except ValueError as exc:
+                raise V.fail(key, raw, describe(declared), f"declared {type_name(declared)}, {where('override')}: {exc}") \
+                    from None
+            continue
         try:
             node[leaf] = parse_value(raw, node[leaf]) if leaf in node else _parse_untyped(raw)
         except ValueError as exc:
@@ -277,13 +253,10 @@ def _compile_mode(v, key, cfg):
     check_compile_mode(v, cfg.get("compile", "none"))
 
 
-def _str_list(v, key, cfg):
-    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-        raise V.fail(key, v, "a list of network names, e.g. teacher,vae")
-
-
-# (fnmatch pattern, check(value, key, cfg)); the first matching pattern checks the key. Keys no pattern matches are
-# checked by their type: booleans stay booleans, numbers (also inside lists) must be finite.
+# Value rules: (fnmatch pattern, check(value, key, cfg)); the first matching pattern checks the key. Types are not
+# checked here but by the dataclasses (schema.check_types: EngineConfig and the plug-in's config_class), before
+# these rules run. Keys no pattern matches: numbers (also inside lists) must be finite; a key no dataclass declares
+# (``+key=value``, or an untyped plug-in's) keeps the type of its default (booleans stay booleans).
 KEY_CHECKS: list[tuple[str, Any]] = [
     ("seed", _int_min(0, "the random seed")),
     ("batch", _int_min(1, "images per step, all ranks together")),
@@ -304,13 +277,11 @@ KEY_CHECKS: list[tuple[str, Any]] = [
     ("real_images", lambda v, key, cfg: None),  # a source (folder, manifest, toy:N), not a count
     ("*_images", _int_min(0, "a number of images; 0 = off or the default")),
     ("keep_ckpts", _int_min(1, "training states kept")),
-    ("state_layout", lambda v, key, cfg: V.one_of(v, ("files", "dcp"), key)),
     ("sample_prompts", _int_min(1, "prompts in the sample grid")),
     ("val_limit", _int_min(0, "prompts of val_suite to score; 0 = all")),
     ("collapse_std", lambda v, key, cfg: V.non_negative(v, key, "0 = never stop")),
     ("resolution", lambda v, key, cfg: [V.int_at_least(x, 1, key, "image side in pixels (or [height, width])")
                                         for x in (v if isinstance(v, (list, tuple)) else [v])]),
-    ("checkpoint_skip", _str_list),
     ("lambda_*", lambda v, key, cfg: V.non_negative(v, key, "a loss weight; 0 = off")),
     ("*_steps", _int_min(1, "a number of steps")),
     ("fake_per_g", _int_min(1, "fake-score updates per generator update")),
@@ -334,10 +305,12 @@ def _by_type(v, key: str) -> None:
             _by_type(x, key)
 
 
-def check_config(cfg: dict, defaults: dict | None = None, prefix: str = "", root: dict | None = None) -> None:
+def check_config(cfg: dict, defaults: dict | None = None, prefix: str = "", root: dict | None = None,
+                 typed_keys: frozenset = frozenset()) -> None:
     """Every key of ``cfg`` checked (finite numbers, signs, ranges, choices); the first bad one raises one line
     ``key=value: must be ... (what it is)``. ``defaults``: the values before overrides -- a key whose default is a
-    boolean must stay a boolean (``maybe`` is refused), a number must stay a number."""
+    boolean must stay a boolean (``maybe`` is refused), a number must stay a number; ``typed_keys``: keys whose
+    type a dataclass checked already (their default's type is not imposed)."""
     import fnmatch
 
     root = cfg if root is None else root
@@ -347,7 +320,7 @@ def check_config(cfg: dict, defaults: dict | None = None, prefix: str = "", root
         if isinstance(v, dict):
             check_config(v, defaults.get(k) if isinstance(defaults.get(k), dict) else {}, key + ".", root)
             continue
-        like = defaults.get(k)
+        like = defaults.get(k) if prefix or k not in typed_keys else None
         if isinstance(like, bool) and not isinstance(v, bool):
             raise V.fail(key, v, "true or false")
         check = next((c for pat, c in KEY_CHECKS if fnmatch.fnmatchcase(k, pat)), None) if not prefix else None

@@ -20,6 +20,8 @@ import torch
 from addbench.errors import AddbenchError
 from addbench.train.config import (ENGINE_DEFAULTS, FrozenConfig, apply_overrides, check_config, config_diff,
                                    deep_merge, freeze)
+from addbench.train.engine_config import EngineConfig
+from addbench.train.schema import build, check_types, field_types, type_name
 
 
 def _distiller_class(distiller):
@@ -34,23 +36,13 @@ def _base_name(base) -> str:
     return base if isinstance(base, str) else getattr(base, "name", type(base).__name__)
 
 
-def resolve_config(distiller, base, overrides: list[str] = ()) -> FrozenConfig:
-    """Engine defaults < preset(method, base) < ``key=value`` overrides, frozen."""
-    cls = _distiller_class(distiller)
-    defaults = deep_merge(ENGINE_DEFAULTS, cls.preset(_base_name(base)))
-    cfg = apply_overrides(defaults, list(overrides))
-    check_config(cfg, defaults)  # before anything is written: --dry-run refuses a bad value too
-    cfg["distiller"] = cls.name or cls.__name__
-    cfg["base"] = _base_name(base)
-    return freeze(cfg)
+def config_class(distiller):
+    """The dataclass that types a distiller's config: its ``config_class`` (engine keys included), else the engine's
+    (an untyped plug-in: its own keys are checked by KEY_CHECKS and their values' types only)."""
+    return getattr(_distiller_class(distiller), "config_class", None) or EngineConfig
 
 
-def config_origins(distiller, base, overrides: list[str] = ()) -> dict[str, str]:
-    """Where each top-level value of :func:`resolve_config` comes from: ``default`` (the engine's), ``preset <base>``
-    (the distiller's preset for that base) or ``override`` (``--set``; the last one wins)."""
-    cls = _distiller_class(distiller)
-    name = _base_name(base)
-    preset = cls.preset(name)
+def _origins(preset: dict, name: str, overrides) -> dict[str, str]:
     out = {k: "default" for k in ENGINE_DEFAULTS}
     out.update({k: f"preset {name}" for k in preset})
     for item in overrides:
@@ -59,11 +51,44 @@ def config_origins(distiller, base, overrides: list[str] = ()) -> dict[str, str]
     return out
 
 
-def describe_config(cfg: dict, origins: dict[str, str]) -> str:
-    """``key = value  (origin)`` lines, one per top-level key, sorted: what ``--dry-run`` shows a person."""
+def resolve_config(distiller, base, overrides: list[str] = ()) -> FrozenConfig:
+    """Engine defaults < preset(method, base) < ``key=value`` overrides, checked against the distiller's typed
+    config (``config_class``: every preset key declared, every value of its type, ints converted where a float is
+    declared) and the value rules of ``KEY_CHECKS``, frozen; ``cfg.typed`` is the typed object."""
+    cls = _distiller_class(distiller)
+    name = _base_name(base)
+    preset = cls.preset(name)
+    conf_cls = config_class(cls)
+    types = field_types(conf_cls)
+    defaults = deep_merge(ENGINE_DEFAULTS, preset)
+    cfg = apply_overrides(defaults, list(overrides), types)
+    cfg = check_types(cfg, conf_cls, _origins(preset, name, overrides),
+                      strict=getattr(cls, "config_class", None) is not None)
+    check_config(cfg, defaults, typed_keys=frozenset(types))  # before anything is written: --dry-run refuses too
+    cfg["distiller"] = cls.name or cls.__name__
+    cfg["base"] = name
+    out = freeze(cfg)
+    out._typed = build(conf_cls, out)
+    return out
+
+
+def config_origins(distiller, base, overrides: list[str] = ()) -> dict[str, str]:
+    """Where each top-level value of :func:`resolve_config` comes from: ``default`` (the engine's), ``preset <base>``
+    (the distiller's preset for that base) or ``override`` (``--set``; the last one wins)."""
+    cls = _distiller_class(distiller)
+    name = _base_name(base)
+    return _origins(cls.preset(name), name, overrides)
+
+
+def describe_config(cfg: dict, origins: dict[str, str], types: dict | None = None) -> str:
+    """``key  type = value  (origin)`` lines, one per top-level key, sorted: what ``--dry-run`` shows a person.
+    ``types``: declared types (``schema.field_types``); a key none declares shows ``-``."""
+    types = types or {}
+    names = {k: type_name(types[k]) if k in types else "-" for k in cfg}
     width = max((len(k) for k in cfg), default=0)
-    return "".join(f"{k:<{width}} = {json.dumps(v, default=str)}  ({origins.get(k, 'set by the engine')})\n"
-                   for k, v in sorted(cfg.items()))
+    tw = max((len(t) for t in names.values()), default=0)
+    return "".join(f"{k:<{width}}  {names[k]:<{tw}} = {json.dumps(v, default=str)}  "
+                   f"({origins.get(k, 'set by the engine')})\n" for k, v in sorted(cfg.items()))
 
 
 def load_base(base, cfg: dict, device: torch.device):
@@ -111,9 +136,10 @@ def train(distiller, base, out: Path, overrides: list[str] = (), dry_run: bool =
 
     cfg = resolve_config(distiller, base, overrides)
     run_dir = Path(out)
-    if dry_run:  # the resolved config as JSON on stdout; each value with its origin on stderr
+    if dry_run:  # the resolved config as JSON on stdout; each value with its type and origin on stderr
         print(json.dumps(cfg, indent=1, sort_keys=True))
-        print(describe_config(cfg, config_origins(distiller, base, list(overrides))), end="", file=sys.stderr)
+        print(describe_config(cfg, config_origins(distiller, base, list(overrides)),
+                              field_types(config_class(distiller))), end="", file=sys.stderr)
         return run_dir / "config.json"
     from addbench.validate import device_available, writable_dir
 

@@ -4,9 +4,15 @@ A plug-in wires shared parts (losses, discriminators, the base adapter) and noth
 (:mod:`addbench.train.loop`) owns optimisers, precision, clipping, EMA, data, logging, checkpoints and
 parallelism. A minimal plug-in::
 
+    @dataclass(frozen=True, kw_only=True)
+    class MyConfig(EngineConfig):       # the plug-in's own keys and their types (addbench/train/engine_config.py)
+        lr_g: float
+        lr_d: float
+
     class MyMethod(Distiller):
         name = "mine"
         presets = {"toy": {"batch": 32, "budget_images": 12800, "lr_g": 1e-4, "lr_d": 2e-4}}
+        config_class = MyConfig         # optional; then self.conf.lr_g is the typed value
         turns = [Turn("d", networks=("d",)), Turn("g", networks=("g",), every=2)]
         data_needs = frozenset({"prompts"})
         student_network = "g"
@@ -68,10 +74,26 @@ class Distiller:
     turns: ClassVar[list[Turn]] = []
     data_needs: ClassVar[frozenset[str]] = frozenset({"prompts"})  # subset of DATA_KINDS
     student_network: ClassVar[str] = "g"       # which trainable network is the exported student
+    # the frozen dataclass declaring this plug-in's keys and their types, a subclass of EngineConfig (e.g.
+    # distillers/dmd2/config.py); resolve_config refuses a preset key it does not declare and a value of another
+    # type. None: an untyped plug-in (its keys are checked by value only; ``conf`` holds the engine's keys)
+    config_class: ClassVar[type | None] = None
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.nets: dict[str, nn.Module] = {}  # set by the engine after setup + parallelize
+
+    @property
+    def conf(self):
+        """``self.cfg`` typed: the ``config_class`` instance (``self.conf.lambda_dm`` is a float), rebuilt when
+        ``self.cfg`` is replaced. Keys added with ``+key=value`` are in ``self.cfg`` only."""
+        from addbench.train.engine_config import EngineConfig
+        from addbench.train.schema import typed
+
+        cache = self.__dict__.get("_conf")
+        if cache is None or cache[0] is not self.cfg:
+            cache = self.__dict__["_conf"] = (self.cfg, typed(self.cfg, self.config_class or EngineConfig))
+        return cache[1]
 
     # ---- presets -----------------------------------------------------------------------------------
     @classmethod

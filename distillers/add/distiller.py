@@ -13,6 +13,7 @@ from addbench.readout import Readout, student_x0
 from addbench.schedules import uniform_student_timesteps
 from addbench.train.plugin import Distiller, Turn, per_sample_rand, per_sample_randn
 
+from .config import ADDConfig
 from .presets import PRESETS
 
 
@@ -27,46 +28,48 @@ def reinit_(net: nn.Module) -> nn.Module:
 class ADD(Distiller):
     name = "add"
     presets = PRESETS
+    config_class = ADDConfig
     turns = [Turn("d", ("d",)), Turn("g", ("g",))]
     data_needs = frozenset({"images"})  # real images x0 with captions (the prompts)
     student_network = "g"
 
     # ---- networks ----------------------------------------------------------------------------------
     def setup(self, base, cfg):
+        c = self.conf
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()
         student = base.copy_network().requires_grad_(True).train()
-        if cfg["init"] == "random":
+        if c.init == "random":
             reinit_(student)
-        elif cfg["init"] != "teacher":
-            raise AddbenchError(f"init={cfg['init']!r}; use init=teacher (ADD) or init=random (Table 1c ablation)")
+        elif c.init != "teacher":
+            raise AddbenchError(f"init={c.init!r}; use init=teacher (ADD) or init=random (Table 1c ablation)")
         # Sec. 3.1: zero-terminal SNR at τ_n = 1000 (readout v_prediction+ztsnr); the student's inputs x_s and
         # its output live on the readout's schedule, the teacher's target on the teacher's (addbench/readout.py)
-        self.readout = Readout.parse(cfg["readout"])
+        self.readout = Readout.parse(c.readout)
         self.student_schedule = self.readout.schedule_for(self.schedule)
-        self.student_ts = uniform_student_timesteps(self.schedule.T, int(cfg["student_steps"]))
+        self.student_ts = uniform_student_timesteps(self.schedule.T, c.student_steps)
         res = int(cfg["resolution"])
         self.shape = tuple(base.latent_shape(res, res))
-        if cfg["feature_net"] == "teacher":  # the frozen teacher's taps, run at feature_t on (latent) x
-            t_feat = float(cfg["feature_t"])
+        if c.feature_net == "teacher":  # the frozen teacher's taps, run at feature_t on (latent) x
+            t_feat = c.feature_t
             backbone = NetworkTaps(self.teacher, base.feature_taps,
                                    lambda net, x, t, c: base.predict(x, t_feat, c, network=net))
         else:  # DINOv2 (a local save_pretrained dir) on decoded images, ADD's default (Table 1a)
-            backbone = Dinov2Backbone(cfg["feature_net"], layers=cfg["feature_layers"])
+            backbone = Dinov2Backbone(c.feature_net, layers=c.feature_layers)
         self.backbone = backbone.to(base.device)
         with torch.no_grad():
             null = base.encode_prompts([""])
             probe = self.features(torch.zeros((1, *self.shape), device=base.device), null)
             c_dim = self.cond_vector(null, torch.zeros((1, *self.shape), device=base.device), probe)
             c_dim = 0 if c_dim is None else c_dim.shape[1]
-        w, k = int(cfg["head_width"]), int(cfg["head_blocks"])
+        w, k = c.head_width, c.head_blocks
         heads = [head_for(f, width=w, n_blocks=k, cond_dim=c_dim) for f in probe]
         self.disc = MultiHeadDiscriminator(self.backbone, heads, [c_dim] if c_dim else None)
         # only the heads are trained and checkpointed; the frozen backbone stays on the plug-in
         return {"g": student, "d": self.disc.heads.to(base.device)}
 
     def _conditioned(self) -> bool:
-        return bool(self.cfg["cond_text"]) or bool(self.cfg["cond_img"])
+        return self.conf.cond_text or self.conf.cond_img
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         return x if isinstance(self.backbone, NetworkTaps) else self.base.decode(x)
@@ -78,9 +81,9 @@ class ADD(Distiller):
     def cond_vector(self, cond, x0: torch.Tensor, real_feats: list[torch.Tensor]) -> torch.Tensor | None:
         """[c_text, c_img] for projection conditioning of the heads (Sec. 3.2, Table 1b)."""
         parts = []
-        if self.cfg["cond_text"]:
+        if self.conf.cond_text:
             parts.append((cond.pooled if cond.pooled is not None else cond.hidden.mean(1)).float())
-        if self.cfg["cond_img"]:  # image embedding of the real x0 the student input was made from
+        if self.conf.cond_img:  # image embedding of the real x0 the student input was made from
             if isinstance(self.backbone, Dinov2Backbone):
                 parts.append(self.backbone.cls_embedding(self._pixels(x0)).float())
             else:  # teacher taps: the pooled deepest tap
@@ -107,7 +110,7 @@ class ADD(Distiller):
         return x0, x_hat
 
     def _teacher_target(self, x_hat, cond, t, noise):
-        if self.cfg["weighting"] == "nfsd":
+        if self.conf.weighting == "nfsd":
             null = self.base.null_cond(len(cond))
 
             def eps_parts(x_t, tt):
@@ -116,19 +119,19 @@ class ADD(Distiller):
                 eps_c, eps_u = (self.schedule.to_x0_eps(o, x_t, tt)[1] for o in out.chunk(2))
                 return eps_c, eps_u, None
 
-            return nfsd_target(eps_parts, x_hat, t, self.schedule, noise, guidance=float(self.cfg["teacher_guidance"]))
-        g = float(self.cfg["teacher_guidance"])
+            return nfsd_target(eps_parts, x_hat, t, self.schedule, noise, guidance=self.conf.teacher_guidance)
+        g = self.conf.teacher_guidance
         return distill_target(lambda x_t, tt: self.base.x0(x_t, tt.float(), cond, guidance=g, network=self.teacher).float(),
                               x_hat, t, self.schedule, noise)
 
     # ---- losses ------------------------------------------------------------------------------------
     def loss(self, turn, batch, step):
-        cfg = self.cfg
+        conf = self.conf
         self.disc.heads = self.nets["d"]  # the engine's (possibly wrapped) heads
         cond = self.base.encode_prompts(batch["prompts"])
         x0, x_hat = self.student_x0(batch, cond, grad=(turn == "g"))
         with torch.no_grad():
-            real_feats = self.features(x0, cond) if cfg["cond_img"] else None
+            real_feats = self.features(x0, cond) if conf.cond_img else None
             c = self.cond_vector(cond, x0, real_feats)
         disc = lambda x, **kw: self.disc(self._pixels(x), cond=c, net_cond=cond, **kw)  # noqa: E731
         if turn == "d":  # Eq. 3 + γ R1 on the head inputs
@@ -136,20 +139,20 @@ class ADD(Distiller):
             fake_logits, _ = disc(x_hat.detach(), detach_features=True)
             loss_d = hinge_d(real_logits, fake_logits)
             r1 = r1_penalty(real_logits, real_in)
-            loss = (loss_d + float(cfg["r1_gamma"]) * r1).mean()
+            loss = (loss_d + conf.r1_gamma * r1).mean()
             return loss, {"d/hinge": loss_d.detach().mean(), "d/r1": r1.detach().mean(),
                           "d/real_logit": sum(l.mean() for l in real_logits).detach()}
         # turn g: Eq. 1 = λ_adv · Eq. 2 + λ · Eq. 4
-        lam_adv, lam = float(cfg["lambda_adv"]), float(cfg["lambda_distill"])
+        lam_adv, lam = conf.lambda_adv, conf.lambda_distill
         loss_adv = hinge_g(disc(x_hat)[0]) if lam_adv else torch.zeros(len(x0), device=x0.device)
-        lo, hi = cfg["distill_t"]
-        t = sample_timesteps(self.schedule, len(x0), float(lo), float(hi), generator=batch["random"],
+        lo, hi = conf.distill_t
+        t = sample_timesteps(self.schedule, len(x0), lo, hi, generator=batch["random"],
                              device=x0.device)
         noise = rng.randn(x_hat.shape, batch["random"], x0.device)
         target = self._teacher_target(x_hat.detach(), cond, t, noise)
         # Sec. 3.1: d in pixel space (base.decode is the VAE on latent bases, the identity on pixel bases)
-        loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, cfg["weighting"], decode=self.base.decode,
-                                          reduction=cfg["distill_reduction"])
+        loss_dist = add_distillation_loss(x_hat, target, t, self.schedule, conf.weighting, decode=self.base.decode,
+                                          reduction=conf.distill_reduction)
         loss = (lam_adv * loss_adv + lam * loss_dist).mean()
         return loss, {"g/adv": loss_adv.detach().mean(), "g/distill": loss_dist.detach().mean(),
                       "g/image_std": x_hat.detach().std()}

@@ -9,6 +9,7 @@ from addbench.losses import base_x0_fn, dmd_loss, fake_score_loss, lpips_distanc
 from addbench.readout import Readout, student_x0
 from addbench.train.plugin import Distiller, Turn, per_sample_randn
 
+from .config import DMDConfig
 from .presets import PRESETS
 
 
@@ -20,30 +21,32 @@ def mse_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class DMD(Distiller):
     name = "dmd"
     presets = PRESETS
+    config_class = DMDConfig
     student_network = "g"
 
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         # TTUR: ``fake_per_g`` fake-score updates per generator update (DMD v1: 1)
-        k = int(cfg["fake_per_g"])
+        k = self.conf.fake_per_g
         self.turns = [Turn("g", ("g",), every=1), Turn("fake", ("fake",), repeats=k)]
         # λ_reg = 0 (DM loss alone) needs no ODE pairs
-        self.data_needs = frozenset({"prompts", "ode_pairs"} if float(cfg["lambda_reg"]) else {"prompts"})
+        self.data_needs = frozenset({"prompts", "ode_pairs"} if self.conf.lambda_reg else {"prompts"})
 
     def setup(self, base, cfg):
+        c = self.conf
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()  # real score μ_real
-        if cfg["init"] != "teacher":
-            raise AddbenchError(f"init={cfg['init']!r}; DMD initialises the generator from the teacher (init=teacher)")
+        if c.init != "teacher":
+            raise AddbenchError(f"init={c.init!r}; DMD initialises the generator from the teacher (init=teacher)")
         res = int(cfg["resolution"])
         self.shape = tuple(base.latent_shape(res, res))
         # the generator's output is read on its own schedule at gen_t (addbench/readout.py)
-        self.readout = Readout.parse(cfg["readout"])
+        self.readout = Readout.parse(c.readout)
         self.student_schedule = self.readout.schedule_for(self.schedule)
-        self.gen_t = float(cfg["gen_t"])
+        self.gen_t = c.gen_t
         self.distance = None
-        if float(cfg["lambda_reg"]):
-            net = cfg["lpips_net"]
+        if c.lambda_reg:
+            net = c.lpips_net
             self.distance = mse_distance if net == "mse" else lpips_distance(net, device=base.device)
         return {"g": base.copy_network().requires_grad_(True).train(),
                 "fake": base.copy_network().requires_grad_(True).train()}
@@ -54,7 +57,7 @@ class DMD(Distiller):
             return student_x0(self.base, self.student_schedule, self.nets["g"], noise, self.gen_t, cond)
 
     def loss(self, turn, batch, step):
-        cfg = self.cfg
+        c = self.conf
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
         gen = batch["random"]
@@ -64,17 +67,17 @@ class DMD(Distiller):
                                    x, self.schedule, generator=gen).mean()
             return loss, {"fake/denoise": loss.detach()}
         x = self.generate(z, cond, grad=True)
-        g_real = float(cfg["real_guidance"])
+        g_real = c.real_guidance
         real = base_x0_fn(self.base, cond, self.teacher, g_real)
         fake = base_x0_fn(self.base, cond, self.nets["fake"])
-        lo, hi = cfg["dm_t"]
-        l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(float(lo), float(hi)), generator=gen)
-        loss = float(cfg["lambda_dm"]) * l_dm.mean()
+        lo, hi = c.dm_t
+        l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(lo, hi), generator=gen)
+        loss = c.lambda_dm * l_dm.mean()
         logs = {"g/dm": l_dm.detach().mean(), "g/image_std": x.detach().std()}
         if self.distance is not None:  # DMD Eq. 9: regression on teacher ODE pairs (z_ref, y_ref)
             x_ref = self.generate(batch["ode_noise"].float(), self.base.encode_prompts(batch["ode_prompts"]), grad=True)
             l_reg = ode_regression_loss(x_ref, batch["ode_target"].float(), self.distance, decode=self.base.decode)
-            loss = loss + float(cfg["lambda_reg"]) * l_reg.mean()
+            loss = loss + c.lambda_reg * l_reg.mean()
             logs["g/reg"] = l_reg.detach().mean()
         return loss, logs
 

@@ -13,12 +13,14 @@ from addbench.schedules import uniform_student_timesteps
 from addbench.train.init_from import init_network
 from addbench.train.plugin import Distiller, Turn, per_sample_randn
 
+from .config import DMD2Config
 from .presets import PRESETS
 
 
 class DMD2(Distiller):
     name = "dmd2"
     presets = PRESETS
+    config_class = DMD2Config
     data_needs = frozenset({"prompts", "images"})  # generator prompts + captioned real images for the GAN
     student_network = "g"
 
@@ -26,18 +28,19 @@ class DMD2(Distiller):
         super().__init__(cfg)
         # TTUR: one generator update, then ``fake_per_g`` updates of (fake score + classifier head) per step,
         # so one step = one generator update = ``batch`` images seen (distillers/BUDGET.md).
-        self.turns = [Turn("g", ("g",)), Turn("fake", ("fake", "disc"), repeats=int(cfg["fake_per_g"]))]
+        self.turns = [Turn("g", ("g",)), Turn("fake", ("fake", "disc"), repeats=self.conf.fake_per_g)]
 
     # ---- networks ----------------------------------------------------------------------------------
     def setup(self, base, cfg):
+        c = self.conf
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()  # real score
-        g, _ = init_network(base, cfg["init"])
+        g, _ = init_network(base, c.init)
         fake = base.copy_network().requires_grad_(True).train()
-        self.readout = Readout.parse(cfg["readout"])
+        self.readout = Readout.parse(c.readout)
         self.student_schedule = self.readout.schedule_for(self.schedule)  # addbench/readout.py
-        n = int(cfg["gen_steps"])
-        self.gen_ts = [float(cfg["gen_t"])] if n == 1 else uniform_student_timesteps(self.schedule.T, n)
+        n = c.gen_steps
+        self.gen_ts = [c.gen_t] if n == 1 else uniform_student_timesteps(self.schedule.T, n)
         res = int(cfg["resolution"])
         self.shape = tuple(base.latent_shape(res, res))
         # classifier on the fake network's bottleneck = the deepest feature tap of the base (mid block)
@@ -47,7 +50,7 @@ class DMD2(Distiller):
             probe = self.taps(torch.zeros((1, *self.shape), device=base.device), 0.0, base.encode_prompts([""]))[0]
         # head_width 0 = the bottleneck's own width (DMD2: 1280). Keep it > 32: the head's last GroupNorm(32)
         # sees a 1x1 map, so with <= 32 channels every group holds one value and normalises it to 0.
-        width = int(cfg.get("head_width", 0)) or probe.shape[1]
+        width = c.head_width or probe.shape[1]
         head = head_for(probe, width=width, kind="dmd2").to(base.device)
         return {"g": g, "fake": fake, "disc": head}
 
@@ -61,7 +64,7 @@ class DMD2(Distiller):
         the next timestep, DMD2's multi-step sampler), then one step with grad at t_n."""
         x, ts = z, self.gen_ts
         n = 0
-        if len(ts) > 1 and self.cfg["backward_simulation"]:
+        if len(ts) > 1 and self.conf.backward_simulation:
             n = rng.shared_randint(len(ts), generator, z.device)  # one step for the whole batch
         with torch.no_grad():
             for i in range(n):
@@ -74,7 +77,7 @@ class DMD2(Distiller):
     # ---- GAN classifier ----------------------------------------------------------------------------
     def logits(self, x: torch.Tensor, cond, generator=None) -> list[torch.Tensor]:
         """Head logits on the fake network's bottleneck of x diffused at integer t ~ U{0..gan_t_max(T+1)-1}."""
-        hi = int(float(self.cfg["gan_t_max"]) * (self.schedule.T + 1))
+        hi = int(self.conf.gan_t_max * (self.schedule.T + 1))
         t = rng.randint(hi, x.shape[0], generator, x.device).float()
         noise = rng.randn(x.shape, generator, x.device)
         x_t = self.schedule.add_noise(x, noise, t)
@@ -82,7 +85,7 @@ class DMD2(Distiller):
 
     # ---- losses ------------------------------------------------------------------------------------
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["random"]
+        c, gen = self.conf, batch["random"]
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
         if turn == "fake":
@@ -94,19 +97,19 @@ class DMD2(Distiller):
             real_logits = self.logits(real, self.base.encode_prompts(batch["captions"]), gen)
             fake_logits = self.logits(x, cond, gen)
             l_cls = softplus_d(real_logits, fake_logits)
-            loss = l_fake.mean() + float(cfg["lambda_gan_d"]) * l_cls.mean()
+            loss = l_fake.mean() + c.lambda_gan_d * l_cls.mean()
             return loss, {"fake/denoise": l_fake.detach().mean(), "disc/cls": l_cls.detach().mean(),
                           "disc/p_real": torch.sigmoid(real_logits[0].detach()).mean(),
                           "disc/p_fake": torch.sigmoid(fake_logits[0].detach()).mean()}
         x = self.generate(z, cond, grad=True, generator=gen)
-        g_real = float(cfg["real_guidance"])
+        g_real = c.real_guidance
         real = base_x0_fn(self.base, cond, self.teacher, g_real)
         fake = base_x0_fn(self.base, cond, self.nets["fake"])
-        lo, hi = cfg["dm_t"]
-        l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(float(lo), float(hi)), generator=gen)
-        loss = float(cfg["lambda_dm"]) * l_dm.mean()
+        lo, hi = c.dm_t
+        l_dm = dmd_loss(x, real, fake, self.schedule, t_range=(lo, hi), generator=gen)
+        loss = c.lambda_dm * l_dm.mean()
         logs = {"g/dm": l_dm.detach().mean(), "g/image_std": x.detach().std()}
-        lam = float(cfg["lambda_gan_g"])
+        lam = c.lambda_gan_g
         if lam:
             l_gan = softplus_g(self.logits(x, cond, gen))
             loss = loss + lam * l_gan.mean()

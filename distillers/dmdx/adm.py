@@ -11,30 +11,33 @@ from addbench.train.init_from import init_network
 from addbench.train.plugin import Turn, per_sample_randn
 
 from .common import DMDXStage, train_shape
+from .config import ADMConfig
 from .presets import ADM_PRESETS
 
 
 class ADM(DMDXStage):
     name = "dmdx.adm"
     presets = ADM_PRESETS
+    config_class = ADMConfig
     # Algorithm 1 order: fake score (line 11), generator (22), discriminator (26); TTUR = 1
     turns = [Turn("fake", ("fake",)), Turn("g", ("g",)), Turn("d", ("d",))]
     data_needs = frozenset({"prompts"})
 
     def setup(self, base, cfg):
+        c = self.conf
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()  # real score F_φ and D_τ's frozen backbone
-        g, meta = init_network(base, cfg["init"])
-        self.set_readout(cfg["readout"])
+        g, meta = init_network(base, c.init)
+        self.set_readout(c.readout)
         if meta:
             from addbench.readout import Readout
 
             trained = Readout.from_checkpoint(meta)
             if trained != self.readout:
-                raise AddbenchError(f"init={cfg['init']} was trained with readout={trained.spec}; set the same here")
-        n = int(cfg["gen_steps"])
+                raise AddbenchError(f"init={c.init} was trained with readout={trained.spec}; set the same here")
+        n = c.gen_steps
         self.gen_ts = sampler_timesteps(self.student_schedule, n)  # t_N .. t_1 (1 step: [T])
-        self.shape = train_shape(base, cfg)
+        self.shape = train_shape(base, c)
         self._pairs = {}  # (step, micro-batch index) -> the generator turn's pairs, for the d turn of that step
         return {"g": g, "fake": base.copy_network().requires_grad_(True).train(),
                 "d": self.build_latent_disc(base, cfg).to(base.device)}
@@ -55,21 +58,21 @@ class ADM(DMDXStage):
 
     def real_guidance(self, generator, device) -> float:
         """The real score's CFG scale, drawn uniformly from ``real_guidance`` (appendix B) at every turn."""
-        lo, hi = (float(v) for v in self.cfg["real_guidance"])
+        lo, hi = self.conf.real_guidance
         return lo + (hi - lo) * rng.shared_rand(generator, device)
 
     def student_guidance(self, real: float) -> float:
         """Sec. 5.2 "ADM w/ CFG" (video): the student runs CFG at the real model's scale minus an offset (2.0);
         1.0 (no CFG) unless ``student_cfg``."""
-        return real - float(self.cfg.get("student_cfg_offset", 2.0)) if self.cfg.get("student_cfg", False) else 1.0
+        return real - self.conf.student_cfg_offset if self.conf.student_cfg else 1.0
 
     def inference_guidance(self) -> float:
         """The exported sampler's CFG: ours, the mid-range real scale minus the offset (CogVideoX: 6 - 2 = 4)."""
-        lo, hi = (float(v) for v in self.cfg["real_guidance"])
+        lo, hi = self.conf.real_guidance
         return self.student_guidance((lo + hi) / 2)
 
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["random"]
+        gen = batch["random"]
         cond = self.base.encode_prompts(batch["prompts"])
         z = per_sample_randn(batch["sample_seeds"], self.shape, device=self.base.device)
         w = self.real_guidance(gen, self.base.device)
@@ -103,8 +106,8 @@ class ADM(DMDXStage):
         real = base_x0_fn(self.base, cond, self.teacher, w)
         fake = base_x0_fn(self.base, cond, self.nets["fake"])
         noise = rng.randn(x0.shape, gen, x0.device)
-        return adm_pairs(x0, real, fake, self.schedule, noise=noise, dt=float(self.cfg["dt_fraction"]) * self.schedule.T,
-                         grad_through_fake=bool(self.cfg["grad_through_fake"]), generator=gen)
+        return adm_pairs(x0, real, fake, self.schedule, noise=noise, dt=self.conf.dt_fraction * self.schedule.T,
+                         grad_through_fake=self.conf.grad_through_fake, generator=gen)
 
     # ---- export --------------------------------------------------------------------------------------------
     def student(self, network):

@@ -11,30 +11,33 @@ from addbench.train.init_from import init_network
 from addbench.train.plugin import Turn
 
 from .common import DMDXStage, heads_for, pixel_backbone, train_shape
+from .config import ADPConfig
 from .presets import ADP_PRESETS
 
 
 class ADP(DMDXStage):
     name = "dmdx.adp"
     presets = ADP_PRESETS
+    config_class = ADPConfig
     turns = [Turn("g", ("g",)), Turn("d", ("d",))]
     data_needs = frozenset({"ode_pairs"})  # (noise z, teacher endpoint y, prompt): y are the "real" samples
 
     def setup(self, base, cfg):
+        c = self.conf
         self.base, self.schedule = base, base.schedule
         self.teacher = base.network.requires_grad_(False).eval()
-        g, _ = init_network(base, cfg["init"])
-        if cfg["readout"] != "flow":
+        g, _ = init_network(base, c.init)
+        if c.readout != "flow":
             from addbench.errors import AddbenchError
             raise AddbenchError("ADP trains a rectified-flow velocity student (Sec. 4.2); keep readout=flow")
         self.set_readout("flow")
-        self.shape = train_shape(base, cfg)
+        self.shape = train_shape(base, c)
         d = nn.ModuleDict({"latent": self.build_latent_disc(base, cfg)})
-        if float(cfg["lambda_pixel"]):
-            self.pixel = pixel_backbone(cfg["pixel_backbone"], base, self.teacher).to(base.device)
+        if c.lambda_pixel:
+            self.pixel = pixel_backbone(c.pixel_backbone, base, self.teacher).to(base.device)
             with torch.no_grad():
                 probe = self.pixel(base.decode(torch.zeros((1, *self.shape), device=base.device)))
-            d["pixel"] = heads_for(probe, int(cfg["head_width"]))
+            d["pixel"] = heads_for(probe, c.head_width)
         return {"g": g, "d": d.to(base.device)}
 
     # ---- generator: x_t on the straight line between the pair's noise z and endpoint y -----------------
@@ -59,8 +62,8 @@ class ADP(DMDXStage):
         return lat, [h(f.float()) for h, f in zip(d["pixel"], feats)]
 
     def loss(self, turn, batch, step):
-        cfg, gen = self.cfg, batch["random"]
-        l1, l2 = float(cfg["lambda_latent"]), float(cfg["lambda_pixel"])
+        c, gen = self.conf, batch["random"]
+        l1, l2 = c.lambda_latent, c.lambda_pixel
         cond = self.base.encode_prompts(batch["ode_prompts"])
         y, z, v, x0 = self.generate(batch, cond, grad=(turn == "g"))
         if turn == "d":  # Eq. 10
@@ -82,7 +85,7 @@ class ADP(DMDXStage):
             g_pix = hinge_g(pix)
             loss = loss + l2 * g_pix
             logs["g/pixel"] = g_pix.detach().mean()
-        lam_v = float(cfg["lambda_velocity"])
+        lam_v = c.lambda_velocity
         if lam_v:  # optional Rectified-Flow MSE on the pair's velocity (Table 4 A1 alone; not in DMDX)
             l_v = adp_velocity_loss(v, y, z)
             loss = loss + lam_v * l_v
@@ -94,7 +97,7 @@ class ADP(DMDXStage):
         from addbench.bases.interface import Sampler
 
         s = self.base.default_sampler
-        steps = int(self.cfg["sampler_steps"])
+        steps = self.conf.sampler_steps
         from addbench.schedules import sampler_timesteps
 
         ts = tuple(sampler_timesteps(self.student_schedule, steps))

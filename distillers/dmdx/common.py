@@ -36,7 +36,7 @@ class DMDXStage(Distiller):
         and 3D heads). With ``grad_checkpointing`` the teacher is checkpointed too, unless ``checkpoint_skip`` names
         it: the generator's gradient goes back through it to its input (the paper trains with gradient
         checkpointing, appendix B)."""
-        taps = cfg["latent_taps"]
+        taps = self.conf.latent_taps
         names = [taps] if isinstance(taps, str) else list(taps)
         names = list(base.feature_taps) if names == ["base"] else names  # --set latent_taps=base
         if checkpointed(cfg, "teacher"):
@@ -47,7 +47,7 @@ class DMDXStage(Distiller):
                                        forward_fn=lambda net, x, t, c: self.base.predict(x, t, c, network=net))
         with torch.no_grad():
             probe = self.latent_taps(torch.zeros((1, *self.shape), device=base.device), 0.0, base.encode_prompts([""]))
-        return heads_for(probe, int(cfg["head_width"]))
+        return heads_for(probe, self.conf.head_width)
 
     def latent_logits(self, heads: nn.ModuleList, x_t, t, cond) -> list[torch.Tensor]:
         t = torch.as_tensor(t, dtype=torch.float32, device=x_t.device)
@@ -55,12 +55,12 @@ class DMDXStage(Distiller):
         return [h(f.float()) for h, f in zip(heads, feats)]
 
 
-def train_shape(base, cfg) -> tuple[int, ...]:
-    """Per-sample latent shape of the training samples: ``resolution`` (pixels, or [height, width]) and, for
-    video bases, ``frames``."""
-    res = cfg["resolution"]
-    h, w = (int(res), int(res)) if isinstance(res, (int, float)) else (int(res[0]), int(res[1]))
-    return tuple(base.latent_shape(h, w, int(cfg.get("frames", 1))))
+def train_shape(base, conf) -> tuple[int, ...]:
+    """Per-sample latent shape of the training samples: ``conf.resolution`` (pixels, or [height, width]) and, for
+    video bases, ``conf.frames`` (``conf``: the stage's typed config)."""
+    res = conf.resolution
+    h, w = (res, res) if isinstance(res, int) else (res[0], res[1])
+    return tuple(base.latent_shape(h, w, conf.frames))
 
 
 def heads_for(features: list[torch.Tensor], width: int) -> nn.ModuleList:

@@ -127,7 +127,7 @@ def test_latency_wires_options(monkeypatch, tmp_path):
     on_record = calls[0].pop("on_record")
     assert calls == [{"model": None, "base": "sdxl", "random_weights": True, "res": 1024, "nfe": [1, 2, 4], "batch": 2,
                       "runs": 5, "compile": True, "device": "cpu", "dtype": None, "guidance": 1.0,
-                      "fast_options": None, "profile": False}]
+                      "fast_options": None, "profile": False, "compile_cache": None, "modes": ("eager", "fast")}]
     assert json.loads(r.output) == {"median_ms": {"1": 12.5}} == json.loads((tmp_path / "new" / "lat.json").read_text())
     on_record({"records": [{"nfe": 1}], "complete": False})  # what a killed run leaves: the records so far
     assert json.loads((tmp_path / "new" / "lat.json").read_text()) == {"records": [{"nfe": 1}], "complete": False}
@@ -145,6 +145,13 @@ def test_latency_wires_options(monkeypatch, tmp_path):
     calls.clear()
     _ok(["latency", "--base", "sdxl", "--random-weights", "--nfe", "2,50", "--guidance", "7.5", "--device", "cpu"])
     assert calls[0]["guidance"] == 7.5 and calls[0]["nfe"] == [2, 50]
+    calls.clear()
+    _ok(["latency", "--base", "sdxl", "--random-weights", "--compile", "--no-eager", "--compile-cache", "off",
+         "--device", "cpu"])
+    assert calls[0]["modes"] == ("fast",) and calls[0]["compile_cache"] is False
+    calls.clear()
+    _ok(["latency", "--base", "sdxl", "--random-weights", "--compile", "--compile-cache", tmp_path / "cc", "--device", "cpu"])
+    assert calls[0]["compile_cache"] == str(tmp_path / "cc")
     calls.clear()
     _ok(["latency", "--base", "sdxl", "--random-weights", "--compile", "--inductor", "freezing=true", "--device", "cpu"])
     assert calls[0]["fast_options"] == [FastOptions(compile="default", inductor=(("freezing", True),))]
