@@ -6,8 +6,8 @@ effective batch stays ``batch`` whatever the number of GPUs. A plug-in's loss is
 micro-batch's loss is scaled by ``1 / rounds`` before ``backward``; the randomness of a turn call is per sample or
 shared by the whole batch (``batch["random"]``, :mod:`addbench.rng`), so k micro-batches of m draw exactly what one
 batch of k·m draws, and the summed gradient equals the big batch's to float rounding
-(``tests/train/test_accumulate.py`` checks it for every distiller's turns). With FSDP2-sharded networks the loop
-refuses rounds for now (docs/batching.md).
+(``tests/train/test_accumulate.py`` checks it for every distiller's turns; ``tests/train/test_fsdp2_accumulate.py``
+with FSDP2-sharded networks on 2 processes, docs/batching.md).
 """
 from __future__ import annotations
 

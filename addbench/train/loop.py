@@ -33,7 +33,7 @@ from addbench.train.config import checkpointed, config_hash, per_network
 from addbench.train.data import TrainData
 from addbench.train.optim import MasterAdamW, optimizer
 from addbench.train.parallel import (DistContext, check_compile_mode, compile_units, enable_activation_checkpointing,
-                                     is_sharded, mean_over_ranks, parallelize)
+                                     is_sharded, mean_over_ranks, parallelize, reshard)
 from addbench.train.plugin import Distiller, Turn, check_plugin
 
 
@@ -291,11 +291,19 @@ def run(state: LoopState, data: TrainData, callbacks: list | None = None) -> Loo
     signal number (:class:`TrainingInterrupted`)."""
     cfg, ctx, nets = state.cfg, state.ctx, state.nets
     cbs = default_callbacks(state, state.step) if callbacks is None else callbacks
+    # FSDP2: requires_grad is toggled on the sharded parameters, never on a root's unsharded copy (parallel.reshard)
+    sharded = [name for name, net in nets.items() if is_sharded(net)]
+    for name in sharded:
+        reshard(nets[name])
     wants_grad = {name: [p.requires_grad for p in net.parameters()] for name, net in nets.items()}
+    now_on: dict[str, bool] = {}
 
     def trainable(only: tuple[str, ...] | None):
         for name, net in nets.items():
             on = only is None or name in only or not cfg["freeze_others"]
+            if name in sharded and now_on.get(name) != on:  # at most one root all-gather more per switch
+                reshard(net)
+            now_on[name] = on
             for p, g in zip(net.parameters(), wants_grad[name]):
                 p.requires_grad_(g and on)
 
@@ -325,11 +333,6 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
     graph_turns = check_compile_mode(cfg["compile_mode"], cfg["compile"]) == "reduce-overhead"
     rounds = accumulation_rounds(cfg, ctx.world_size)
     sharded = sorted(n for n in nets if is_sharded(nets[n]))
-    if rounds > 1 and sharded:  # measured: benchmarks/fsdp2_accumulation_repro.py, docs/batching.md
-        raise AddbenchError(f"micro_batch={cfg['micro_batch']} (gradient accumulation) with FSDP2-sharded networks "
-                            f"({', '.join(sharded)}) is not supported yet: FSDP2 drops the root module's gradients "
-                            "between micro-batches after a turn that froze it; use micro_batch=0 with more processes, "
-                            "or accumulate on one process")
 
     def save() -> None:  # the state of this step (collective)
         save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,

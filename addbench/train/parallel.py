@@ -204,4 +204,27 @@ def parallelize(model: nn.Module, ctx: DistContext, *, activation_checkpointing:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    return any(type(p).__name__ == "DTensor" for p in model.parameters())
+    """Whether FSDP2 sharded ``model`` (a DTensor parameter; or a ``fully_shard`` module, whose root may hold its
+    unsharded plain parameters just now)."""
+    if any(type(p).__name__ == "DTensor" for p in model.parameters()):
+        return True
+    if not dist.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) for m in model.modules())
+
+
+def reshard(model: nn.Module) -> None:
+    """Register the sharded parameters again on every FSDP2 module of ``model`` (``FSDPModule.reshard``, no
+    communication; a no-op where already sharded), so that ``model.parameters()`` are the sharded ones.
+
+    Toggle ``requires_grad`` only after this: FSDP2 copies it from the sharded parameter to the unsharded one at each
+    all-gather, and the root (``reshard_after_forward=False``) stays unsharded after a forward without backward
+    (a frozen network's turn), so a toggle then lands on the unsharded copy and the next all-gather undoes it: with
+    micro-batches the root lost every round's gradient but the first (benchmarks/fsdp2_accumulation_repro.py)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
