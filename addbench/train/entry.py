@@ -91,6 +91,16 @@ def describe_config(cfg: dict, origins: dict[str, str], types: dict | None = Non
                    f"({origins.get(k, 'set by the engine')})\n" for k, v in sorted(cfg.items()))
 
 
+def batch_plan(cfg: dict, world_size: int) -> str:
+    """One line: how a step's ``batch`` is cut over processes and accumulation rounds (``--dry-run``)."""
+    from addbench.train.accumulate import accumulation_rounds
+
+    rounds = accumulation_rounds(cfg, world_size)  # raises on a micro_batch that does not divide the batch
+    local = int(cfg["batch"]) // max(1, world_size)
+    return (f"step = batch {cfg['batch']} = {world_size} process(es) x {rounds} accumulation round(s) x "
+            f"{local // rounds} images per forward/backward")
+
+
 def load_base(base, cfg: dict, device: torch.device):
     """A ``Base`` object: passed through, or loaded from its registered name / pipeline dir.
 
@@ -140,6 +150,7 @@ def train(distiller, base, out: Path, overrides: list[str] = (), dry_run: bool =
         print(json.dumps(cfg, indent=1, sort_keys=True))
         print(describe_config(cfg, config_origins(distiller, base, list(overrides)),
                               field_types(config_class(distiller))), end="", file=sys.stderr)
+        print(batch_plan(cfg, int(os.environ.get("WORLD_SIZE", "1"))), file=sys.stderr)
         return run_dir / "config.json"
     from addbench.validate import device_available, writable_dir
 
