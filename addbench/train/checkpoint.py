@@ -242,14 +242,19 @@ def state_images(state_dir: Path) -> int | None:
 
 def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn.Module],
                opts: dict[str, torch.optim.Optimizer], ema: EMA | None, config_hash: str,
-               ctx: DistContext, keep: int = 2, info: dict | None = None, layout: str = "files") -> Path:
+               ctx: DistContext, keep: int = 2, info: dict | None = None, layout: str = "files",
+               background: bool = False):
     """Write the state of ``step`` (collective: every rank calls it). ``layout``: ``files`` (gathered to rank 0)
     or ``dcp`` (sharded, :mod:`addbench.train.dcp_state`). A resume reads either; a ``dcp`` state at any world
-    size, a ``files`` state at the one that wrote it."""
+    size, a ``files`` state at the one that wrote it. Returns the state's folder, or with ``background`` (``dcp``
+    only) a :class:`PendingState` whose ``wait()`` (collective) finishes the write and publishes the folder: until
+    then it is a ``.tmp_step_*`` folder that a resume does not see."""
     from safetensors.torch import save_file
 
     if layout not in LAYOUTS:
         raise AddbenchError(f"state layout {layout!r}; use {' or '.join(LAYOUTS)}")
+    if background and layout != "dcp":
+        raise AddbenchError("async_save=true needs state_layout=dcp (the files layout gathers the state to rank 0)")
     root = Path(run_dir) / "state"
     final = root / f"step_{step:09d}"
     tmp = root / f".tmp_step_{step:09d}"
@@ -266,14 +271,10 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
     if layout == "dcp":
         from addbench.train import dcp_state
 
-        skeleton = dcp_state.save(tmp, nets=nets, opts=opts, ema=ema, ctx=ctx)
-        barrier(ctx)  # every rank's shards are written
-        if ctx.is_main:
-            (tmp / dcp_state.SKELETON).write_text(json.dumps(skeleton))
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            _publish(tmp, final, run_dir, keep)
-        barrier(ctx)
-        return final
+        skeleton, future = dcp_state.save(tmp, nets=nets, opts=opts, ema=ema, ctx=ctx, background=background)
+        pending = PendingState(future, tmp, final, Path(run_dir), keep, skeleton, meta, ctx)
+        return pending if background else pending.wait()
+
     weights = {f"{name}/{k}": v for name, net in nets.items() for k, v in model_state(net, ctx).items()}
     optim = {}
     for name, opt in opts.items():
@@ -293,6 +294,29 @@ def save_state(run_dir: Path, *, step: int, images_seen: int, nets: dict[str, nn
         _publish(tmp, final, run_dir, keep)
     barrier(ctx)
     return final
+
+
+class PendingState:
+    """A ``dcp`` state being written: ``wait()`` (collective) waits for this rank's write, then rank 0 writes the
+    skeleton and meta, the manifest last, and renames the folder to ``step_*``; returns that folder."""
+
+    def __init__(self, future, tmp: Path, final: Path, run_dir: Path, keep: int, skeleton: dict, meta: dict, ctx):
+        self.future, self.tmp, self.final, self.run_dir, self.keep = future, tmp, final, run_dir, keep
+        self.skeleton, self.meta, self.ctx = skeleton, meta, ctx
+
+    def wait(self) -> Path:
+        from addbench.train import dcp_state
+
+        if self.future is not None:
+            self.future.result()  # raises what the background write raised
+            self.future = None
+        barrier(self.ctx)  # every rank's shards are written
+        if self.ctx.is_main:
+            (self.tmp / dcp_state.SKELETON).write_text(json.dumps(self.skeleton))
+            (self.tmp / "meta.json").write_text(json.dumps(self.meta))
+            _publish(self.tmp, self.final, self.run_dir, self.keep)
+        barrier(self.ctx)
+        return self.final
 
 
 def _publish(tmp: Path, final: Path, run_dir: Path, keep: int) -> None:

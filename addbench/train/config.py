@@ -28,7 +28,7 @@ RESUMABLE_CHANGES = frozenset({"budget_images", "log_every_images", "ckpt_every_
                                "progress",  # display only (issue 18: it blocked a resume)
                                "micro_batch",  # memory only: the same updates to float rounding (accumulate.py)
                                "val_every_images", "val_suite", "val_limit",  # what is logged, not what is trained
-                               "state_layout",  # how states are written; a resume reads either layout
+                               "state_layout", "async_save",  # how states are written; a resume reads either
                                # memory/speed only, same math: e.g. turn checkpointing on to resume after an OOM
                                "grad_checkpointing", "checkpoint_skip", "channels_last"})
 
@@ -243,6 +243,12 @@ def _precision(v, key, cfg):
         raise AddbenchError(f"{key}={v!r}; use one of {', '.join(PRECISIONS)} (autocast of the training losses)")
 
 
+def _async_save(v, key, cfg):
+    if v and cfg.get("state_layout", "files") != "dcp":
+        raise AddbenchError(f"{key}=true needs state_layout=dcp (the files layout gathers the state to rank 0); "
+                            "add --set state_layout=dcp")
+
+
 def _compile(v, key, cfg):
     from addbench.train.parallel import compile_mode
     compile_mode(v)
@@ -265,6 +271,7 @@ KEY_CHECKS: list[tuple[str, Any]] = [
     ("precision", _precision),
     ("base_dtype", lambda v, key, cfg: V.dtype_name(v, key)),
     ("compile", _compile),
+    ("async_save", _async_save),
     ("compile_mode", _compile_mode),
     ("master_weights*", lambda v, key, cfg: master_mode(v)),
     ("lr", lambda v, key, cfg: V.positive(v, key, "the AdamW learning rate")),

@@ -112,16 +112,36 @@ def _quiet():
 
 # ---- save / load -----------------------------------------------------------------------------------------------
 
-def save(state_dir: Path, *, nets: dict[str, nn.Module], opts: dict, ema, ctx: DistContext) -> dict:
-    """Every rank writes its part of the train state into ``state_dir/dcp`` (collective); returns the skeleton that
-    rank 0 writes to ``state.json``."""
+def save(state_dir: Path, *, nets: dict[str, nn.Module], opts: dict, ema, ctx: DistContext,
+         background: bool = False):
+    """Every rank writes its part of the train state into ``state_dir/dcp`` (collective); returns (the skeleton that
+    rank 0 writes to ``state.json``, None), or with ``background`` (the skeleton, a future of the write): the tensors
+    are staged (copied to host memory) before this returns, so training may change them while the write goes on."""
     import torch.distributed.checkpoint as dcp
 
     tensors, skeleton = live_state(nets, opts, ema)
     writer = dcp.HuggingFaceStorageWriter(str(Path(state_dir) / DIR), save_distributed=True)
     with _quiet():
-        dcp.save(tensors, storage_writer=writer, no_dist=not ctx.distributed)
-    return skeleton
+        if not background:
+            dcp.save(tensors, storage_writer=writer, no_dist=not ctx.distributed)
+            return skeleton, None
+        staged = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}  # our own copy: no aliasing
+        return skeleton, dcp.async_save(staged, storage_writer=writer, no_dist=not ctx.distributed,
+                                        process_group=_writer_group() if ctx.distributed else None)
+
+
+_GROUP: list = []
+
+
+def _writer_group():
+    """A gloo process group of its own for the background writes: their collectives (DCP's save plan) run in another
+    thread while training's run on the default group, and two threads on one group interleave their messages
+    (measured: gloo aborts). Made on the first background save, which every rank reaches together."""
+    import torch.distributed as dist
+
+    if not _GROUP:
+        _GROUP.append(dist.new_group(backend="gloo"))
+    return _GROUP[0]
 
 
 def saved_tensors(state_dir: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:

@@ -49,6 +49,8 @@ class EngineConfig:
     keep_ckpts: int = 2
     state_layout: Literal["files", "dcp"] = "files"  # training states: files (gathered to rank 0; resume at the same
     # world size) | dcp (torch.distributed.checkpoint shards, safetensors only; resume at any world size)
+    async_save: bool = False       # dcp states: copy to host memory, then write them in a background thread while
+    # training goes on (the state is published, manifest last, when the write ends: at the next save or the run's end)
     sample_every_images: int = 0   # sample grid of the student; 0 = off
     sample_prompts: int = 8
     val_every_images: int = 0      # score the current student with the harness every this many images; 0 = off

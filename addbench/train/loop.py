@@ -334,10 +334,20 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
     rounds = accumulation_rounds(cfg, ctx.world_size)
     sharded = sorted(n for n in nets if is_sharded(nets[n]))
 
+    pending: list = []  # a dcp state still being written in the background (async_save)
+
+    def settle() -> None:  # finish and publish it (collective)
+        while pending:
+            pending.pop().wait()
+
     def save() -> None:  # the state of this step (collective)
-        save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
-                   ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
-                   info={"fsdp2_sharded": sharded}, layout=str(cfg.get("state_layout", "files")))
+        settle()
+        out = save_state(state.run_dir, step=state.step, images_seen=state.images_seen, nets=nets, opts=opts,
+                         ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
+                         info={"fsdp2_sharded": sharded}, layout=str(cfg.get("state_layout", "files")),
+                         background=bool(cfg.get("async_save", False)))
+        if not isinstance(out, Path):
+            pending.append(out)
 
     while state.images_seen < state.budget:
         logs: dict = {}  # floats or 0-dim tensors until the end of the step
@@ -372,6 +382,8 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
         for i, (turn_name, _) in enumerate(losses):
             lv = values[f"#{i}"]
             if not math.isfinite(lv):
+                if not ctx.distributed:  # publish the last good state (one process: no collective to agree on)
+                    settle()
                 raise TrainingStopped(f"step {state.step}: turn {turn_name!r} loss is {lv}; lower the learning "
                                       f"rate or check the loss (last good state in {state.run_dir / 'state'})")
         logs = {k: values[k] for k in logs}
@@ -389,10 +401,13 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
         if state.images_seen // every_ckpt != (state.images_seen - int(cfg["batch"])) // every_ckpt:
             save()
         if (agreed > 0) if agreed is not None else (stop.signum is not None):
+            settle()
             raise TrainingInterrupted(stop.signum or int(signal.SIGTERM))
+    settle()
     last = latest_state(state.run_dir)
     if last is None or int(last.name.split("_")[1]) != state.step:
         save()
+    settle()
 
 
 def final_student(state: LoopState, base) -> nn.Module | None:

@@ -45,7 +45,9 @@ def init_distributed(device: str | None = None) -> DistContext:
     if kind == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if kind == "cuda" else "gloo", device_id=dev if kind == "cuda" else None)
+        # CUDA: NCCL for the GPU tensors, gloo beside it for host tensors (DCP's async save needs a CPU backend)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if kind == "cuda" else "gloo",
+                                device_id=dev if kind == "cuda" else None)
     return DistContext(rank, world, local, dev)
 
 

@@ -64,9 +64,11 @@ def test_dry_run_says_where_each_value_comes_from(capsys, tmp_path):
     train("dmd2", "toy", tmp_path / "run", ["lr_g=2e-5"], dry_run=True)
     out, err = capsys.readouterr()
     assert json.loads(out)["lr_g"] == 2e-5 and not (tmp_path / "run").exists()
-    lines = {ln.split()[0]: ln for ln in err.splitlines()}
+    *keys, plan = err.splitlines()
+    lines = {ln.split()[0]: ln for ln in keys}
     assert lines["lr_g"].endswith("(override)") and lines["gen_t"].endswith("(preset toy)")
     assert lines["ema"].endswith("(default)") and len(lines) == len(json.loads(out))
+    assert plan == "step = batch 128 = 1 process(es) x 1 accumulation round(s) x 128 images per forward/backward"
 
 
 def test_wandb_run_id_is_made_once_and_kept(tmp_path):

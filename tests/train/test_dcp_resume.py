@@ -104,6 +104,35 @@ def test_a_dcp_state_resumes_bitwise_and_holds_no_pickle(tmp_path, monkeypatch, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_async_save_writes_the_same_states_and_resumes_bitwise(tmp_path, monkeypatch):
+    """async_save: each dcp state is staged to host memory and written while training goes on; the published states
+    equal the synchronous run's tensor for tensor (step 5's was written while steps 6-10 changed the weights), and a
+    resume from them continues exactly as the uninterrupted run."""
+    monkeypatch.setenv("FAKE_GLOBAL_RNG", "1")
+    args = _prompts(tmp_path)
+    train(FakeDistiller, FakeBase(), tmp_path / "files", args + FULL, device="cpu")
+    dcp_args = args + ["state_layout=dcp"]
+    train(FakeDistiller, FakeBase(), tmp_path / "sync", dcp_args + SHORT, device="cpu")
+    run = tmp_path / "async"
+    train(FakeDistiller, FakeBase(), run, dcp_args + ["async_save=true"] + SHORT, device="cpu")
+    assert sorted(p.name for p in (run / "state").iterdir()) == ["step_000000005", "step_000000010"]  # no .tmp left
+    for step in ("step_000000005", "step_000000010"):
+        a, b = read_dcp(run / "state" / step), read_dcp(tmp_path / "sync" / "state" / step)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert (run / "state" / step / "manifest.json").is_file()
+    train(FakeDistiller, FakeBase(), run, dcp_args + ["async_save=true"] + FULL, device="cpu")
+    assert _log(run) == _log(tmp_path / "files") and len(_log(run)) == 20
+    a, b = _student(run), _student(tmp_path / "files")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_async_save_needs_the_dcp_layout(tmp_path):
+    from addbench.errors import AddbenchError
+
+    with pytest.raises(AddbenchError, match="async_save=true needs state_layout=dcp"):
+        train(FakeDistiller, FakeBase(), tmp_path / "r", _prompts(tmp_path) + SHORT + ["async_save=true"], device="cpu")
+
+
 def _spoil_unlisted(d):
     (d / "dcp" / "shard-00002-model-00001-of-00001.safetensors").write_bytes(
         (d / "dcp" / "shard-00001-model-00001-of-00001.safetensors").read_bytes())
@@ -180,6 +209,17 @@ def test_a_dcp_state_resumes_at_another_world_size(tmp_path, first, then):
     wa, wb = (read_dcp(tmp_path / run / "state" / "step_000000020") for run in ("run", "ref"))
     assert wa.keys() == wb.keys()
     assert max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa if k.startswith(("net/", "ema/"))) < 1e-4
+
+
+def test_async_save_on_two_processes_equals_the_synchronous_states(tmp_path):
+    """2 gloo processes, FSDP2 shards: the background writes (one per rank) publish the synchronous run's tensors."""
+    args = _prompts(tmp_path)
+    _run(tmp_path / "sync", args + SHORT, 2, 29541)
+    _run(tmp_path / "async", args + SHORT + ["state_layout=dcp", "async_save=true"], 2, 29541)
+    for step in ("step_000000005", "step_000000010"):
+        a, b = (read_dcp(tmp_path / r / "state" / step) for r in ("async", "sync"))
+        assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+        assert len(list((tmp_path / "async" / "state" / step / "dcp").iterdir())) == 2
 
 
 if __name__ == "__main__":
