@@ -346,7 +346,7 @@ def _train(state: LoopState, data: TrainData, cbs: list, stop: StopOnSignal, tra
                          ema=state.ema, config_hash=chash, ctx=ctx, keep=int(cfg["keep_ckpts"]),
                          info={"fsdp2_sharded": sharded}, layout=str(cfg.get("state_layout", "files")),
                          background=bool(cfg.get("async_save", False)))
-        if not isinstance(out, Path):
+        if hasattr(out, "wait"):  # a PendingState (async_save); a folder otherwise
             pending.append(out)
 
     while state.images_seen < state.budget:
