@@ -159,7 +159,8 @@ ADM_PRESETS: dict[str, dict] = {
         "readout": "base",
         "real_guidance": [6.0, 8.0],
         "dt_fraction": 1 / 64,
-        "gen_steps": 4,  # (check: the step count of the SD3 runs is not in our copy of the text)
+        # ours: the SD3 runs' step count is not in our copy of the DMDX text; 4 as DMD2's SDXL multi-step generator
+        "gen_steps": 4,
         "grad_through_fake": True,
         "lr_g": 1e-6,
         "batch": 128,
