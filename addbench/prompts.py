@@ -54,7 +54,9 @@ class PromptSet:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ADDBENCH_CACHE", Path.home() / ".cache" / "addbench")) / "prompts"
+    from addbench.cache import addbench_cache
+
+    return addbench_cache() / "prompts"
 
 
 def _clean(text: str) -> str:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 
 def default_compile_cache() -> Path:
-    return Path(os.environ.get("ADDBENCH_CACHE") or Path.home() / ".cache" / "addbench").expanduser() / "compile"
+    from addbench.cache import addbench_cache
+
+    return addbench_cache() / "compile"
 
 
 def use_compile_cache(folder: str | os.PathLike | None = None) -> Path:

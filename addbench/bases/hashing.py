@@ -10,8 +10,9 @@ _CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("ADDBENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "addbench")
-    return Path(root) / "file_sha256.json"
+    from addbench.cache import addbench_cache
+
+    return addbench_cache() / "file_sha256.json"
 
 
 def _load_disk_cache() -> dict:

@@ -46,8 +46,9 @@ class RefStats:
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    root = cache_dir or os.environ.get("ADDBENCH_CACHE") or Path.home() / ".cache" / "addbench"
-    return Path(root).expanduser() / "refstats"
+    from addbench.cache import addbench_cache
+
+    return (Path(cache_dir).expanduser() if cache_dir else addbench_cache()) / "refstats"
 
 
 def _version(pkg: str) -> str:

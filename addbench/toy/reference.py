@@ -18,7 +18,9 @@ CLIP_DIR = Path(__file__).parent / "assets" / "clip"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ADDBENCH_CACHE", Path.home() / ".cache" / "addbench"))
+    from addbench.cache import addbench_cache
+
+    return addbench_cache()
 
 
 def reference_dir(n: int = 10000, seed: int = 12345, root: str | os.PathLike | None = None, chunk: int = 2000) -> Path:

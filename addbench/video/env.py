@@ -48,7 +48,9 @@ STAMP = "addbench-env.json"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ADDBENCH_CACHE", Path.home() / ".cache" / "addbench"))
+    from addbench.cache import addbench_cache
+
+    return addbench_cache()
 
 
 def default_env_dir(profile: str) -> Path:
